@@ -1,0 +1,300 @@
+//! Broker configuration: a Kafka-style properties file plus `--override key=value` flags.
+//!
+//! Keys use Apache Kafka's names. Unknown keys are kept (so topic-config defaults can be
+//! looked up by their broker synonym) but only the ones below change behaviour.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use gregor_storage::{LogConfig, TimestampType};
+
+/// A listener such as `PLAINTEXT://127.0.0.1:9092`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener name (`PLAINTEXT`, `CONTROLLER`, ...).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    fn parse(spec: &str) -> Result<Listener, ConfigError> {
+        let (name, rest) = spec.split_once("://").ok_or_else(|| {
+            ConfigError::Invalid(format!("listener '{spec}' is not NAME://HOST:PORT"))
+        })?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| ConfigError::Invalid(format!("listener '{spec}' has no port")))?;
+        let port = port
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("listener '{spec}' has a bad port")))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(Listener {
+            name: name.trim().to_string(),
+            host,
+            port,
+        })
+    }
+
+    /// The address to bind; an empty host means every interface.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        format!("{host}:{}", self.port)
+            .parse()
+            .or_else(|_| format!("[{host}]:{}", self.port).parse())
+            .map_err(|_| ConfigError::Invalid(format!("cannot bind listener host '{}'", self.host)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Everything the node reads from its configuration.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `node.id`: this node's broker id.
+    pub node_id: i32,
+    /// `listeners`: where the node accepts Kafka clients.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners`: what Metadata tells clients (defaults to `listeners`).
+    pub advertised_listeners: Vec<Listener>,
+    /// `log.dirs` (or `log.dir`): the first entry holds partition logs and node metadata.
+    pub log_dir: PathBuf,
+    /// `num.partitions`: partitions of an auto-created topic or CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
+    /// `socket.request.max.bytes`: larger frames close the connection.
+    pub socket_request_max_bytes: usize,
+    /// `max.connections`: accepted connections beyond this wait.
+    pub max_connections: usize,
+    /// `queued.max.requests`: in-flight requests per connection before reading pauses.
+    pub queued_max_requests: usize,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
+    /// `min.insync.replicas` (broker default for topics).
+    pub min_insync_replicas: i32,
+    /// `cluster.id`: fixed cluster id; otherwise one is generated on first start and kept.
+    pub cluster_id: Option<String>,
+    /// `rack` / `broker.rack`.
+    pub rack: Option<String>,
+    /// All properties as given, for topic-config defaults through their broker synonyms.
+    pub props: BTreeMap<String, String>,
+}
+
+impl BrokerConfig {
+    /// Parses a Java-properties text (`key=value` or `key: value`, `#`/`!` comments).
+    pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let split = line.find(['=', ':']);
+            let (k, v) = match split {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => (line, ""),
+            };
+            props.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        props
+    }
+
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut props = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::parse_properties(&text)
+            }
+            None => BTreeMap::new(),
+        };
+        for (k, v) in overrides {
+            props.insert(k.clone(), v.clone());
+        }
+        Self::from_props(props)
+    }
+
+    pub fn from_props(props: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let p = Props(&props);
+        let listeners: Vec<Listener> = p
+            .str("listeners")
+            .unwrap_or("PLAINTEXT://127.0.0.1:9092")
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| Listener::parse(s.trim()))
+            .collect::<Result<_, _>>()?;
+        if listeners.is_empty() {
+            return Err(ConfigError::Invalid("listeners is empty".into()));
+        }
+        let advertised_listeners = match p.str("advertised.listeners") {
+            Some(s) => s
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| Listener::parse(s.trim()))
+                .collect::<Result<_, _>>()?,
+            None => listeners.clone(),
+        };
+        let log_dir = p
+            .str("log.dirs")
+            .or(p.str("log.dir"))
+            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/tmp/gregor-logs".to_string());
+        let config = BrokerConfig {
+            node_id: p.int("node.id", 1)?,
+            listeners,
+            advertised_listeners,
+            log_dir: PathBuf::from(log_dir),
+            num_partitions: p.int("num.partitions", 1)?,
+            default_replication_factor: p.int("default.replication.factor", 1)?,
+            auto_create_topics_enable: p.bool("auto.create.topics.enable", true)?,
+            delete_topic_enable: p.bool("delete.topic.enable", true)?,
+            socket_request_max_bytes: p.int("socket.request.max.bytes", 104_857_600)?,
+            max_connections: p.int("max.connections", 10_000)?,
+            queued_max_requests: p.int("queued.max.requests", 500)?,
+            log_retention_check_interval_ms: p.int("log.retention.check.interval.ms", 300_000)?,
+            min_insync_replicas: p.int("min.insync.replicas", 1)?,
+            cluster_id: p.str("cluster.id").map(str::to_string),
+            rack: p.str("broker.rack").or(p.str("rack")).map(str::to_string),
+            props: props.clone(),
+        };
+        if config.num_partitions < 1 {
+            return Err(ConfigError::Invalid(
+                "num.partitions must be at least 1".into(),
+            ));
+        }
+        if config.socket_request_max_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "socket.request.max.bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The listener clients reach this node on (the first advertised one).
+    pub fn advertised(&self) -> &Listener {
+        &self.advertised_listeners[0]
+    }
+
+    /// A broker-level property as given, if set.
+    pub fn prop(&self, key: &str) -> Option<&str> {
+        self.props.get(key).map(String::as_str)
+    }
+}
+
+/// Typed accessors over the raw properties.
+struct Props<'a>(&'a BTreeMap<String, String>);
+
+impl Props<'_> {
+    fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn int<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError> {
+        match self.0.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("{key}={v} is not a number"))),
+        }
+    }
+    fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.0.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if v == "true" => Ok(true),
+            Some(v) if v == "false" => Ok(false),
+            Some(v) => Err(ConfigError::Invalid(format!("{key}={v} is not true/false"))),
+        }
+    }
+}
+
+/// Builds a partition's `LogConfig` from resolved topic-config values (see `topic_config`).
+pub fn log_config_from(values: &impl Fn(&str) -> String) -> LogConfig {
+    let num = |k: &str, d: i64| values(k).trim().parse::<i64>().unwrap_or(d);
+    let defaults = LogConfig::default();
+    LogConfig {
+        segment_bytes: num("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
+        segment_ms: num("segment.ms", defaults.segment_ms),
+        retention_ms: num("retention.ms", defaults.retention_ms),
+        retention_bytes: num("retention.bytes", defaults.retention_bytes),
+        index_interval_bytes: num("index.interval.bytes", defaults.index_interval_bytes as i64)
+            .clamp(0, u32::MAX as i64) as u32,
+        segment_index_bytes: num("segment.index.bytes", defaults.segment_index_bytes as i64)
+            .clamp(0, u32::MAX as i64) as u32,
+        max_message_bytes: num("max.message.bytes", defaults.max_message_bytes as i64)
+            .clamp(0, u32::MAX as i64) as u32,
+        timestamp_type: if values("message.timestamp.type") == "LogAppendTime" {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        },
+        flush_messages: num("flush.messages", defaults.flush_messages),
+        flush_ms: num("flush.ms", defaults.flush_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_properties_and_listeners() {
+        let props = BrokerConfig::parse_properties(
+            "# comment\nnode.id=3\nlisteners=PLAINTEXT://127.0.0.1:9095,CONTROLLER://127.0.0.1:9195\nlog.dirs = /d1,/d2\nnum.partitions: 4\n",
+        );
+        let c = BrokerConfig::from_props(props).unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(
+            c.listeners[1],
+            Listener {
+                name: "CONTROLLER".into(),
+                host: "127.0.0.1".into(),
+                port: 9195
+            }
+        );
+        assert_eq!(c.advertised().port, 9095);
+        assert_eq!(c.log_dir, PathBuf::from("/d1"));
+        assert_eq!(c.num_partitions, 4);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let props = BrokerConfig::parse_properties("node.id=x\n");
+        assert!(BrokerConfig::from_props(props).is_err());
+        let props = BrokerConfig::parse_properties("listeners=nonsense\n");
+        assert!(BrokerConfig::from_props(props).is_err());
+    }
+}

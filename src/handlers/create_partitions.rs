@@ -1,0 +1,45 @@
+//! CreatePartitions (key 37): grow a topic's partition count.
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::{message, RequestContext};
+use crate::controller::NewPartitions;
+
+pub async fn handle(
+    ctx: &RequestContext,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let requests = req
+        .topics
+        .iter()
+        .map(|t| NewPartitions {
+            topic: t.name.0.to_string(),
+            count: t.count,
+            assignments: t.assignments.as_ref().map(|a| {
+                a.iter()
+                    .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            }),
+        })
+        .collect();
+    let results = ctx
+        .broker
+        .controller
+        .create_partitions(requests, req.validate_only)
+        .await;
+    let results = results
+        .into_iter()
+        .zip(req.topics.iter())
+        .map(|((_, result), t)| {
+            let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            match result {
+                Ok(()) => r,
+                Err(e) => r
+                    .with_error_code(e.code())
+                    .with_error_message(message(&e.message)),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

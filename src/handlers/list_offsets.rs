@@ -1,0 +1,51 @@
+//! ListOffsets (key 2): earliest, latest, by timestamp and max timestamp, on the leader.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::RequestContext;
+use crate::replica::TopicPartition;
+
+pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let image = ctx.broker.image();
+    let rm = &ctx.broker.replica_manager;
+    let topics = req
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
+                    let result = rm.get_partition(&image, &tp).and_then(|part| {
+                        part.fetch_offset_for_timestamp(p.timestamp, p.current_leader_epoch)
+                    });
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    match result {
+                        Ok(found) => {
+                            let (offset, timestamp, epoch) = found.unwrap_or((-1, -1, -1));
+                            let resp = resp.with_offset(offset).with_timestamp(timestamp);
+                            if ctx.api_version >= 4 {
+                                resp.with_leader_epoch(epoch)
+                            } else {
+                                resp
+                            }
+                        }
+                        Err(e) => resp
+                            .with_error_code(e.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

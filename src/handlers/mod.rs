@@ -1,0 +1,237 @@
+//! Request dispatch: one module per Kafka API, and the single table of supported versions
+//! that both gates requests and answers ApiVersions.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_topic_partitions;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod list_partition_reassignments;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use crate::broker::Broker;
+use crate::net::connection::{PendingResponse, Reply};
+use crate::net::frame::encode_response;
+
+/// An API this broker implements and the versions it accepts.
+pub struct ApiSupport {
+    pub key: ApiKey,
+    /// Lowest version advertised in ApiVersions.
+    pub min_advertised: i16,
+    /// Lowest version actually served; below it the connection is closed (KIP-896).
+    pub min_served: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
+    ApiSupport {
+        key,
+        min_advertised: min,
+        min_served: min,
+        max,
+    }
+}
+
+/// Every API Gregor serves. Produce advertises v0 because librdkafka refuses a broker whose
+/// Produce range starts higher, but v0-2 are rejected as Apache Kafka 4.x rejects them.
+pub const SUPPORTED_APIS: &[ApiSupport] = &[
+    ApiSupport {
+        key: ApiKey::Produce,
+        min_advertised: 0,
+        min_served: 3,
+        max: 12,
+    },
+    api(ApiKey::Fetch, 4, 17),
+    api(ApiKey::ListOffsets, 1, 10),
+    api(ApiKey::Metadata, 0, 13),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
+    api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
+];
+
+pub fn support_for(key: ApiKey) -> Option<&'static ApiSupport> {
+    SUPPORTED_APIS.iter().find(|a| a.key == key)
+}
+
+/// What a handler needs to know about the request it serves.
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub peer: SocketAddr,
+}
+
+impl RequestContext {
+    /// Encodes a response body into a frame, or closes the connection if it cannot be
+    /// encoded at the request's version (a bug, logged loudly).
+    pub fn reply(&self, body: ResponseKind) -> Reply {
+        let header_version = self.api_key.response_header_version(self.api_version);
+        match encode_response(
+            self.header.correlation_id,
+            self.api_version,
+            header_version,
+            &body,
+        ) {
+            Ok(frame) => Reply::Frame(frame),
+            Err(e) => {
+                tracing::error!(api = ?self.api_key, version = self.api_version, error = %e, "cannot encode response; closing connection");
+                Reply::Close
+            }
+        }
+    }
+
+    pub fn client_id(&self) -> &str {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|s| s.as_str())
+            .unwrap_or("")
+    }
+}
+
+fn ready(reply: Reply) -> PendingResponse {
+    Box::pin(async move { reply })
+}
+
+fn close(peer: SocketAddr, why: &str) -> PendingResponse {
+    tracing::info!(%peer, why, "closing connection");
+    ready(Reply::Close)
+}
+
+/// Parses one request frame and starts serving it. Requests are started in arrival order;
+/// the returned future finishes the response.
+pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> PendingResponse {
+    if frame.len() < 8 {
+        return close(peer, "request shorter than a request header");
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return close(peer, "unknown api key");
+    };
+    let Some(support) = support_for(api_key) else {
+        tracing::debug!(%peer, ?api_key, "unsupported api");
+        return close(peer, "api not supported by this broker");
+    };
+    if version < support.min_served || version > support.max {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer an unknown ApiVersions version with v0 and our key list, so the
+            // client can pick a version it shares with us.
+            return ready(api_versions::unsupported_version_reply(correlation_id));
+        }
+        tracing::info!(%peer, ?api_key, version, "unsupported version");
+        return close(peer, "unsupported api version");
+    }
+    let mut buf = frame;
+    let header_version = api_key.request_header_version(version);
+    let header = match RequestHeader::decode(&mut buf, header_version) {
+        Ok(h) => h,
+        Err(_) => return close(peer, "malformed request header"),
+    };
+    let request = match RequestKind::decode(api_key, &mut buf, version) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(%peer, ?api_key, version, error = %e, "malformed request body");
+            return close(peer, "malformed request body");
+        }
+    };
+    let ctx = RequestContext {
+        broker: broker.clone(),
+        header,
+        api_key,
+        api_version: version,
+        peer,
+    };
+    match request {
+        RequestKind::ApiVersions(r) => {
+            ready(ctx.reply(ResponseKind::ApiVersions(api_versions::handle(&ctx, r))))
+        }
+        RequestKind::Metadata(r) => {
+            let resp = metadata::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::Metadata(resp)))
+        }
+        RequestKind::Produce(r) => produce::handle(ctx, r).await,
+        RequestKind::Fetch(r) => fetch::handle(ctx, r),
+        RequestKind::ListOffsets(r) => {
+            ready(ctx.reply(ResponseKind::ListOffsets(list_offsets::handle(&ctx, r))))
+        }
+        RequestKind::CreateTopics(r) => {
+            let resp = create_topics::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::CreateTopics(resp)))
+        }
+        RequestKind::DeleteTopics(r) => {
+            let resp = delete_topics::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::DeleteTopics(resp)))
+        }
+        RequestKind::CreatePartitions(r) => {
+            let resp = create_partitions::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::CreatePartitions(resp)))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ready(ctx.reply(ResponseKind::DeleteRecords(delete_records::handle(&ctx, r))))
+        }
+        RequestKind::InitProducerId(r) => {
+            let resp = init_producer_id::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::InitProducerId(resp)))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => ready(ctx.reply(
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&ctx, r)),
+        )),
+        RequestKind::DescribeConfigs(r) => ready(ctx.reply(ResponseKind::DescribeConfigs(
+            describe_configs::handle(&ctx, r),
+        ))),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            let resp = incremental_alter_configs::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::IncrementalAlterConfigs(resp)))
+        }
+        RequestKind::ListPartitionReassignments(r) => ready(ctx.reply(
+            ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&ctx, r)),
+        )),
+        RequestKind::DescribeCluster(r) => ready(ctx.reply(ResponseKind::DescribeCluster(
+            describe_cluster::handle(&ctx, r),
+        ))),
+        RequestKind::DescribeTopicPartitions(r) => ready(ctx.reply(
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(&ctx, r)),
+        )),
+        other => {
+            tracing::warn!(%peer, api = ?api_key, "request kind without a handler: {:?}", std::mem::discriminant(&other));
+            close(peer, "no handler")
+        }
+    }
+}
+
+/// `Some(StrBytes)` of a message, for error_message fields.
+pub fn message(m: &Option<String>) -> Option<StrBytes> {
+    m.as_ref().map(|s| StrBytes::from_string(s.clone()))
+}
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}

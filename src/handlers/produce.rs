@@ -1,0 +1,151 @@
+//! Produce (key 0): append each partition's batch on its leader, then answer per `acks`:
+//! 0 = no response, 1 = once the leader appended, -1 = once the ISR holds it (the HW passed it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::{message, str_bytes, RequestContext};
+use crate::error::ApiError;
+use crate::net::connection::{PendingResponse, Reply};
+use crate::replica::{
+    AppendResult, Partition, ReplicaManager, TopicPartition, ACKS_ALL, ACKS_LEADER, ACKS_NONE,
+};
+
+/// One partition's outcome: appended (maybe still waiting for the ISR) or failed.
+enum PartitionOutcome {
+    Appended {
+        partition: Arc<Partition>,
+        result: AppendResult,
+    },
+    Failed(ApiError),
+}
+
+pub async fn handle(ctx: RequestContext, req: ProduceRequest) -> PendingResponse {
+    let acks = req.acks;
+    if req.transactional_id.is_some() {
+        return respond_all(
+            ctx,
+            req,
+            ApiError::with_message(
+                ResponseError::InvalidRequest,
+                "Transactions are not supported by this broker",
+            ),
+        );
+    }
+    if acks != ACKS_NONE && acks != ACKS_LEADER && acks != ACKS_ALL {
+        return respond_all(ctx, req, ApiError::new(ResponseError::InvalidRequiredAcks));
+    }
+    let image = ctx.broker.image();
+    let rm = &ctx.broker.replica_manager;
+    // Appends happen now, in request order; only the wait for the ISR is deferred.
+    let mut outcomes: Vec<(String, Vec<(i32, PartitionOutcome)>)> =
+        Vec::with_capacity(req.topic_data.len());
+    for topic in &req.topic_data {
+        let name = topic.name.0.to_string();
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for p in &topic.partition_data {
+            let tp = TopicPartition::new(name.clone(), p.index);
+            let outcome = match &p.records {
+                None => PartitionOutcome::Failed(ApiError::with_message(
+                    ResponseError::InvalidRecord,
+                    "No records",
+                )),
+                Some(records) => match rm.append(&image, &tp, records, acks) {
+                    Ok((partition, result)) => PartitionOutcome::Appended { partition, result },
+                    Err(e) => {
+                        tracing::debug!(topic = %name, partition = p.index, error = %e, "produce failed");
+                        PartitionOutcome::Failed(e)
+                    }
+                },
+            };
+            parts.push((p.index, outcome));
+        }
+        outcomes.push((name, parts));
+    }
+    if acks == ACKS_NONE {
+        return Box::pin(async { Reply::Nothing });
+    }
+    let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
+    Box::pin(async move {
+        let mut responses = Vec::with_capacity(outcomes.len());
+        for (topic, parts) in outcomes {
+            let mut partition_responses = Vec::with_capacity(parts.len());
+            for (index, outcome) in parts {
+                let response = match outcome {
+                    PartitionOutcome::Failed(e) => error_response(index, &e),
+                    PartitionOutcome::Appended { partition, result } => {
+                        // acks=all is acknowledged only once every ISR member holds the batch:
+                        // the HW covers it. acks=1: the leader's log (page cache) holds it.
+                        let waited = if acks == ACKS_ALL {
+                            ReplicaManager::wait_for_high_watermark(
+                                &partition,
+                                result.last_offset + 1,
+                                deadline,
+                            )
+                            .await
+                        } else {
+                            Ok(())
+                        };
+                        match waited {
+                            Ok(()) => PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_base_offset(result.base_offset)
+                                .with_log_append_time_ms(result.log_append_time_ms)
+                                .with_log_start_offset(result.log_start_offset),
+                            Err(e) => error_response(index, &e),
+                        }
+                    }
+                };
+                partition_responses.push(response);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(TopicName(str_bytes(&topic)))
+                    .with_partition_responses(partition_responses),
+            );
+        }
+        ctx.reply(ResponseKind::Produce(
+            ProduceResponse::default().with_responses(responses),
+        ))
+    })
+}
+
+fn error_response(index: i32, e: &ApiError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code())
+        .with_base_offset(-1)
+        .with_error_message(message(&e.message))
+}
+
+/// Answers every partition with the same error.
+fn respond_all(ctx: RequestContext, req: ProduceRequest, e: ApiError) -> PendingResponse {
+    if req.acks == ACKS_NONE {
+        return Box::pin(async { Reply::Nothing });
+    }
+    let responses = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| error_response(p.index, &e))
+                        .collect(),
+                )
+        })
+        .collect();
+    let reply = ctx.reply(ResponseKind::Produce(
+        ProduceResponse::default().with_responses(responses),
+    ));
+    Box::pin(async move { reply })
+}

@@ -1,0 +1,13 @@
+//! Gregor: a Kafka-compatible streaming broker.
+//!
+//! `docs/architecture.md` is the map of these modules.
+
+pub mod broker;
+pub mod clock;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod handlers;
+pub mod metadata;
+pub mod net;
+pub mod replica;

@@ -1,0 +1,337 @@
+//! The replica manager: the partitions this broker hosts, kept in step with the metadata
+//! image, and the operations the data-path handlers run on them (Kafka's `ReplicaManager`).
+
+pub mod partition;
+pub mod producer_state;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+pub use partition::{
+    AppendResult, Partition, PartitionId, ReadResult, ACKS_ALL, ACKS_LEADER, ACKS_NONE,
+};
+
+use crate::clock::now_ms;
+use crate::config::{log_config_from, BrokerConfig};
+use crate::error::ApiError;
+use crate::metadata::{topic_config, MetadataImage, MetadataListener, TopicImage};
+
+/// A topic-partition, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    /// The log directory name, as Kafka names it.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+}
+
+/// The file in each partition directory that ties it to its topic id (Kafka's
+/// `partition.metadata`), so a re-created topic of the same name never reuses old data.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+pub struct ReplicaManager {
+    config: Arc<BrokerConfig>,
+    log_dir: PathBuf,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Woken whenever a high watermark moves or a log changes; delayed fetches wait on it.
+    data_arrived: Notify,
+}
+
+impl ReplicaManager {
+    pub fn new(config: Arc<BrokerConfig>) -> std::io::Result<Self> {
+        let log_dir = config.log_dir.clone();
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(ReplicaManager {
+            config,
+            log_dir,
+            partitions: RwLock::new(HashMap::new()),
+            data_arrived: Notify::new(),
+        })
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// Opens every partition the image assigns to this broker and deletes partition
+    /// directories the image no longer knows (topics deleted while the broker was down).
+    pub fn startup(&self, image: &MetadataImage) {
+        self.reconcile(image);
+        let known: HashSet<String> = self
+            .partitions
+            .read()
+            .keys()
+            .map(TopicPartition::dir_name)
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&self.log_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                if path.join(PARTITION_METADATA_FILE).exists() && !known.contains(&name) {
+                    tracing::info!(dir = %path.display(), "deleting stray partition directory");
+                    if let Err(e) = std::fs::remove_dir_all(&path) {
+                        tracing::warn!(dir = %path.display(), error = %e, "could not delete stray partition directory");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings the hosted partitions in line with the image.
+    fn reconcile(&self, image: &MetadataImage) {
+        let node_id = self.config.node_id;
+        let mut wanted: HashMap<TopicPartition, (&TopicImage, i32)> = HashMap::new();
+        for topic in image.topics.values() {
+            for (p, reg) in &topic.partitions {
+                if reg.replicas.contains(&node_id) {
+                    wanted.insert(TopicPartition::new(&topic.name, *p), (topic, *p));
+                }
+            }
+        }
+        // Remove what is gone (or whose topic was re-created under a new id).
+        let removed: Vec<(TopicPartition, Arc<Partition>)> = {
+            let mut parts = self.partitions.write();
+            let gone: Vec<TopicPartition> = parts
+                .iter()
+                .filter(|(tp, p)| {
+                    wanted
+                        .get(*tp)
+                        .map(|(t, _)| t.topic_id != p.topic_id)
+                        .unwrap_or(true)
+                })
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            gone.into_iter()
+                .filter_map(|tp| parts.remove(&tp).map(|p| (tp, p)))
+                .collect()
+        };
+        for (tp, partition) in removed {
+            match Arc::try_unwrap(partition) {
+                Ok(p) => {
+                    if let Err(e) = p.delete() {
+                        tracing::error!(partition = %tp.dir_name(), error = %e, "could not delete partition log");
+                    } else {
+                        tracing::info!(partition = %tp.dir_name(), "deleted partition log");
+                    }
+                }
+                Err(p) => {
+                    // A request still holds it; delete the directory once it is released.
+                    tracing::info!(partition = %tp.dir_name(), "deleting partition log still in use");
+                    let dir = self.log_dir.join(tp.dir_name());
+                    drop(p);
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+        // Create or update what the image assigns here.
+        let now = now_ms();
+        for (tp, (topic, p)) in wanted {
+            let reg = &topic.partitions[&p];
+            let overrides = image.topic_configs(&topic.name);
+            let log_config =
+                log_config_from(&|k: &str| topic_config::value_of(k, &self.config, overrides));
+            let min_isr = topic_config::value_of("min.insync.replicas", &self.config, overrides)
+                .parse()
+                .unwrap_or(1);
+            let existing = self.partitions.read().get(&tp).cloned();
+            match existing {
+                Some(partition) => {
+                    partition.update_registration(reg);
+                    partition.update_config(log_config, min_isr);
+                }
+                None => {
+                    let dir = self.log_dir.join(tp.dir_name());
+                    if let Err(e) = prepare_partition_dir(&dir, topic.topic_id) {
+                        tracing::error!(partition = %tp.dir_name(), error = %e, "cannot prepare partition directory");
+                        continue;
+                    }
+                    match Partition::open(
+                        &dir,
+                        PartitionId {
+                            topic: topic.name.clone(),
+                            index: p,
+                            topic_id: topic.topic_id,
+                        },
+                        node_id,
+                        reg,
+                        log_config,
+                        min_isr,
+                        now,
+                    ) {
+                        Ok(partition) => {
+                            tracing::debug!(partition = %tp.dir_name(), leader = reg.leader, epoch = reg.leader_epoch, "opened partition");
+                            self.partitions.write().insert(tp, Arc::new(partition));
+                        }
+                        Err(e) => {
+                            tracing::error!(partition = %tp.dir_name(), error = %e, "cannot open partition log")
+                        }
+                    }
+                }
+            }
+        }
+        self.data_arrived.notify_waiters();
+    }
+
+    /// The partition if this broker hosts it; otherwise the error Kafka answers with.
+    pub fn get_partition(
+        &self,
+        image: &MetadataImage,
+        tp: &TopicPartition,
+    ) -> Result<Arc<Partition>, ApiError> {
+        if let Some(p) = self.partitions.read().get(tp) {
+            return Ok(p.clone());
+        }
+        match image
+            .topic(&tp.topic)
+            .and_then(|t| t.partitions.get(&tp.partition))
+        {
+            Some(_) => Err(ApiError::new(ResponseError::NotLeaderOrFollower)),
+            None => Err(ApiError::new(ResponseError::UnknownTopicOrPartition)),
+        }
+    }
+
+    /// Appends to a partition this broker leads and wakes delayed fetches.
+    pub fn append(
+        &self,
+        image: &MetadataImage,
+        tp: &TopicPartition,
+        records: &bytes::Bytes,
+        acks: i16,
+    ) -> Result<(Arc<Partition>, AppendResult), ApiError> {
+        let partition = self.get_partition(image, tp)?;
+        if image
+            .topic(&tp.topic)
+            .map(|t| t.is_internal())
+            .unwrap_or(false)
+        {
+            return Err(ApiError::with_message(
+                ResponseError::InvalidTopicException,
+                format!("Cannot append to internal topic {}", tp.topic),
+            ));
+        }
+        let result = partition.append_records_as_leader(records, acks, now_ms())?;
+        self.data_arrived.notify_waiters();
+        Ok((partition, result))
+    }
+
+    /// Waits until the partition's HW covers `end_offset` (exclusive), or the deadline.
+    /// The ISR holding the data is what acks=all promises.
+    pub async fn wait_for_high_watermark(
+        partition: &Partition,
+        end_offset: i64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ApiError> {
+        let mut rx = partition.subscribe_high_watermark();
+        let result = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= end_offset))
+            .await
+            .map(|r| r.map(|_| ()));
+        match result {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::new(ResponseError::NotLeaderOrFollower)),
+            Err(_) => Err(ApiError::new(ResponseError::RequestTimedOut)),
+        }
+    }
+
+    /// A future that resolves at the next `notify_data_arrived`; create it before checking
+    /// for data so that no wake-up falls between the check and the wait.
+    pub fn data_arrived(&self) -> &Notify {
+        &self.data_arrived
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.read().len()
+    }
+
+    /// Runs roll, retention and time-based flush on every partition, forever.
+    pub async fn run_log_maintenance(self: Arc<Self>) {
+        let interval_ms = self
+            .config
+            .log_retention_check_interval_ms
+            .clamp(100, 300_000);
+        let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let partitions: Vec<Arc<Partition>> =
+                self.partitions.read().values().cloned().collect();
+            let now = now_ms();
+            for p in partitions {
+                match p.maintain(now) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn shutdown(&self) {
+        let parts: BTreeMap<TopicPartition, Arc<Partition>> =
+            self.partitions.write().drain().collect();
+        for (tp, p) in parts {
+            match Arc::try_unwrap(p) {
+                Ok(p) => {
+                    if let Err(e) = p.close() {
+                        tracing::warn!(partition = %tp.dir_name(), error = %e, "close failed");
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(partition = %tp.dir_name(), "partition still in use at shutdown; recovery will check it")
+                }
+            }
+        }
+    }
+}
+
+impl MetadataListener for ReplicaManager {
+    fn on_metadata(&self, _old: &MetadataImage, new: &MetadataImage) {
+        self.reconcile(new);
+    }
+}
+
+/// Creates the directory and records the topic id, or wipes a directory left by an older
+/// topic of the same name.
+fn prepare_partition_dir(dir: &Path, topic_id: Uuid) -> std::io::Result<()> {
+    let meta = dir.join(PARTITION_METADATA_FILE);
+    if let Ok(text) = std::fs::read_to_string(&meta) {
+        let recorded = text
+            .lines()
+            .find_map(|l| l.strip_prefix("topic_id: "))
+            .map(str::trim)
+            .map(str::to_string);
+        if recorded.as_deref() == Some(&topic_id.to_string()) {
+            return Ok(());
+        }
+        tracing::info!(dir = %dir.display(), "partition directory belongs to an older topic; wiping it");
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
+    std::fs::write(&tmp, format!("version: 0\ntopic_id: {topic_id}\n"))?;
+    std::fs::rename(&tmp, &meta)?;
+    Ok(())
+}

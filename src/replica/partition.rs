@@ -1,0 +1,451 @@
+//! One partition replica on this broker: its log, its role, its high watermark and its
+//! producer state (Kafka's `cluster/Partition.scala`).
+//!
+//! # Invariants
+//! - `log_start_offset <= high_watermark <= log_end_offset`.
+//! - As leader, `high_watermark` only grows, and only to the smallest log end offset of the
+//!   ISR (here: replicas that confirmed they hold the data), never past data that fewer than
+//!   the ISR hold.
+//! - Batches in the log carry the leader epoch they were appended in; epochs never decrease
+//!   along the log.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use gregor_storage::{BatchHeader, Log, LogConfig};
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::producer_state::{ProducerStateManager, SequenceCheck};
+use crate::error::ApiError;
+use crate::metadata::PartitionRegistration;
+
+/// Acks values of a produce request.
+pub const ACKS_NONE: i16 = 0;
+pub const ACKS_LEADER: i16 = 1;
+pub const ACKS_ALL: i16 = -1;
+
+/// What an append produced, for the Produce response.
+#[derive(Clone, Debug)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// What a read returned, for the Fetch response.
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// Mutable state behind the partition lock.
+struct PartitionState {
+    log: Log,
+    /// The leader's broker id; -1 when offline.
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    high_watermark: i64,
+    /// Log end offsets that followers reported in their fetches (leader only).
+    follower_log_end_offsets: HashMap<i32, i64>,
+    producers: ProducerStateManager,
+    min_insync_replicas: i32,
+    messages_since_flush: i64,
+    last_flush_ms: i64,
+}
+
+/// Which partition: topic name, index and topic id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionId {
+    pub topic: String,
+    pub index: i32,
+    pub topic_id: Uuid,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub topic_id: Uuid,
+    /// This broker's id.
+    local_broker_id: i32,
+    state: Mutex<PartitionState>,
+    /// The published high watermark; acks=all produce requests wait on it.
+    high_watermark_tx: watch::Sender<i64>,
+}
+
+impl Partition {
+    /// Opens (recovering) the partition's log and rebuilds its producer state from the tail.
+    pub fn open(
+        dir: &Path,
+        id: PartitionId,
+        local_broker_id: i32,
+        registration: &PartitionRegistration,
+        config: LogConfig,
+        min_insync_replicas: i32,
+        now_ms: i64,
+    ) -> Result<Partition, ApiError> {
+        let log = Log::open(dir, config, now_ms)?;
+        let mut producers = ProducerStateManager::default();
+        // Kafka keeps producer snapshots; the tail of the log holds the same facts. Batches
+        // older than the last two segments are past any producer's retry window.
+        let rebuild_from = log
+            .log_start_offset()
+            .max(log.log_end_offset().saturating_sub(1_000_000));
+        for header in log.batch_headers_from(rebuild_from)? {
+            producers.update(&header);
+        }
+        // A single-replica partition commits everything it holds: the data survived, and no
+        // other replica can disagree. With followers, the HW is only learned from the ISR.
+        let high_watermark = if registration.replicas == [local_broker_id] {
+            log.log_end_offset()
+        } else {
+            log.log_start_offset()
+        };
+        let (high_watermark_tx, _) = watch::channel(high_watermark);
+        let partition = Partition {
+            topic: id.topic,
+            index: id.index,
+            topic_id: id.topic_id,
+            local_broker_id,
+            state: Mutex::new(PartitionState {
+                log,
+                leader: registration.leader,
+                leader_epoch: registration.leader_epoch,
+                partition_epoch: registration.partition_epoch,
+                replicas: registration.replicas.clone(),
+                isr: registration.isr.clone(),
+                high_watermark,
+                follower_log_end_offsets: HashMap::new(),
+                producers,
+                min_insync_replicas,
+                messages_since_flush: 0,
+                last_flush_ms: now_ms,
+            }),
+            high_watermark_tx,
+        };
+        Ok(partition)
+    }
+
+    /// Applies a new registration from the metadata image.
+    pub fn update_registration(&self, registration: &PartitionRegistration) {
+        let mut s = self.state.lock();
+        if registration.leader_epoch != s.leader_epoch {
+            s.follower_log_end_offsets.clear();
+        }
+        s.leader = registration.leader;
+        s.leader_epoch = registration.leader_epoch;
+        s.partition_epoch = registration.partition_epoch;
+        s.replicas = registration.replicas.clone();
+        s.isr = registration.isr.clone();
+        self.maybe_increment_high_watermark(&mut s);
+    }
+
+    pub fn update_config(&self, config: LogConfig, min_insync_replicas: i32) {
+        let mut s = self.state.lock();
+        s.log.update_config(config);
+        s.min_insync_replicas = min_insync_replicas;
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.state.lock().leader == self.local_broker_id
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.state.lock().leader_epoch
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.state.lock().high_watermark
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.lock().log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.lock().log.log_end_offset()
+    }
+
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark_tx.subscribe()
+    }
+
+    /// Checks that this broker leads the partition at the epoch the client believes in
+    /// (-1: the client does not say).
+    fn check_leader(&self, s: &PartitionState, current_leader_epoch: i32) -> Result<(), ApiError> {
+        if current_leader_epoch >= 0 {
+            if current_leader_epoch < s.leader_epoch {
+                return Err(ApiError::new(ResponseError::FencedLeaderEpoch));
+            }
+            if current_leader_epoch > s.leader_epoch {
+                return Err(ApiError::new(ResponseError::UnknownLeaderEpoch));
+            }
+        }
+        if s.leader != self.local_broker_id {
+            return Err(ApiError::new(ResponseError::NotLeaderOrFollower));
+        }
+        Ok(())
+    }
+
+    /// HW = min LEO over the ISR; moves only forward (Kafka's `maybeIncrementLeaderHW`).
+    fn maybe_increment_high_watermark(&self, s: &mut PartitionState) {
+        if s.leader != self.local_broker_id {
+            return;
+        }
+        let leo = s.log.log_end_offset();
+        let mut new_hw = leo;
+        for r in &s.isr {
+            if *r != self.local_broker_id {
+                new_hw = new_hw.min(
+                    *s.follower_log_end_offsets
+                        .get(r)
+                        .unwrap_or(&s.high_watermark),
+                );
+            }
+        }
+        if new_hw > s.high_watermark {
+            debug_assert!(new_hw <= leo, "high watermark past the log end");
+            s.high_watermark = new_hw;
+            self.high_watermark_tx.send_replace(new_hw);
+        }
+    }
+
+    /// Appends one client batch as leader (Kafka's `appendRecordsToLeader`).
+    pub fn append_records_as_leader(
+        &self,
+        records: &Bytes,
+        required_acks: i16,
+        now_ms: i64,
+    ) -> Result<AppendResult, ApiError> {
+        let mut s = self.state.lock();
+        self.check_leader(&s, -1)?;
+        let isr_size = s.isr.len() as i32;
+        if required_acks == ACKS_ALL && isr_size < s.min_insync_replicas {
+            return Err(ApiError::with_message(
+                ResponseError::NotEnoughReplicas,
+                format!("The size of the current ISR {isr_size} is insufficient to satisfy the min.isr requirement of {}", s.min_insync_replicas),
+            ));
+        }
+        let header = single_batch_header(records)?;
+        match s.producers.check(&header)? {
+            SequenceCheck::Duplicate(dup) => {
+                return Ok(AppendResult {
+                    base_offset: dup.first_offset,
+                    last_offset: dup.last_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: s.log.log_start_offset(),
+                });
+            }
+            SequenceCheck::Append => {}
+        }
+        let mut bytes = records.to_vec();
+        let leader_epoch = s.leader_epoch;
+        let info = s.log.append_as_leader(&mut bytes, leader_epoch, now_ms)?;
+        for batch in &info.batches {
+            s.producers.update(batch);
+        }
+        s.messages_since_flush += info.records_count;
+        self.maybe_flush(&mut s, now_ms)?;
+        self.maybe_increment_high_watermark(&mut s);
+        Ok(AppendResult {
+            base_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: info.log_append_time,
+            log_start_offset: s.log.log_start_offset(),
+        })
+    }
+
+    /// Flush policy: `flush.messages` and `flush.ms` (both off by default; durability comes
+    /// from replication, as in Kafka).
+    fn maybe_flush(&self, s: &mut PartitionState, now_ms: i64) -> Result<(), ApiError> {
+        let cfg = s.log.config();
+        if s.messages_since_flush >= cfg.flush_messages
+            || now_ms.saturating_sub(s.last_flush_ms) >= cfg.flush_ms
+        {
+            s.log.flush()?;
+            s.messages_since_flush = 0;
+            s.last_flush_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// Periodic work: time-based roll, retention, time-based flush.
+    pub fn maintain(&self, now_ms: i64) -> Result<usize, ApiError> {
+        let mut s = self.state.lock();
+        s.log.maybe_roll(now_ms)?;
+        let deleted = s.log.delete_old_segments(now_ms)?;
+        if s.messages_since_flush > 0 {
+            self.maybe_flush(&mut s, now_ms)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Reads whole batches from `fetch_offset` for a consumer: only below the HW.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        current_leader_epoch: i32,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, ApiError> {
+        let s = self.state.lock();
+        self.check_leader(&s, current_leader_epoch)?;
+        let log_start_offset = s.log.log_start_offset();
+        let log_end_offset = s.log.log_end_offset();
+        if fetch_offset < log_start_offset || fetch_offset > log_end_offset {
+            return Err(ApiError::with_message(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "Offset {fetch_offset} is out of range [{log_start_offset}, {log_end_offset}]"
+                ),
+            ));
+        }
+        let records = if fetch_offset >= s.high_watermark {
+            Bytes::new()
+        } else {
+            s.log
+                .read(fetch_offset, max_bytes, s.high_watermark, min_one_batch)?
+                .records
+        };
+        Ok(ReadResult {
+            records,
+            high_watermark: s.high_watermark,
+            log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    /// ListOffsets for one partition: (offset, timestamp, leader epoch).
+    pub fn fetch_offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        current_leader_epoch: i32,
+    ) -> Result<Option<(i64, i64, i32)>, ApiError> {
+        let s = self.state.lock();
+        self.check_leader(&s, current_leader_epoch)?;
+        let epoch_of = |offset: i64| epoch_for_offset(&s.log, offset).unwrap_or(s.leader_epoch);
+        let hw = s.high_watermark;
+        let found = match timestamp {
+            // LATEST: the high watermark (READ_UNCOMMITTED and READ_COMMITTED alike: there are
+            // no transactions, so the last stable offset is the HW).
+            -1 => Some((hw, -1)),
+            // EARLIEST and EARLIEST_LOCAL: the log start offset.
+            -2 | -4 => Some((s.log.log_start_offset(), -1)),
+            // MAX_TIMESTAMP: the record with the largest timestamp below the HW.
+            -3 => s
+                .log
+                .max_timestamp_and_offset()
+                .filter(|(_, o)| *o < hw)
+                .map(|(ts, o)| (o, ts))
+                .or(Some((-1, -1))),
+            // LATEST_TIERED: nothing is tiered.
+            -5 => Some((-1, -1)),
+            ts if ts < 0 => {
+                return Err(ApiError::with_message(
+                    ResponseError::InvalidRequest,
+                    format!("Unknown special timestamp {ts}"),
+                ))
+            }
+            ts => s
+                .log
+                .fetch_offset_by_timestamp(ts)?
+                .filter(|(o, _)| *o < hw),
+        };
+        Ok(found.map(|(offset, ts)| (offset, ts, if offset >= 0 { epoch_of(offset) } else { -1 })))
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch <= `leader_epoch` this leader knows and the
+    /// offset where it ended (the next epoch's start, or the log end for the latest one);
+    /// (-1, -1) when there is none.
+    pub fn last_offset_for_leader_epoch(
+        &self,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
+    ) -> Result<(i32, i64), ApiError> {
+        let s = self.state.lock();
+        self.check_leader(&s, current_leader_epoch)?;
+        Ok(s.log.end_offset_for_epoch(leader_epoch).unwrap_or((-1, -1)))
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the HW); returns the new
+    /// low watermark.
+    pub fn delete_records_on_leader(&self, offset: i64) -> Result<i64, ApiError> {
+        let mut s = self.state.lock();
+        self.check_leader(&s, -1)?;
+        let target = if offset == -1 {
+            s.high_watermark
+        } else {
+            offset
+        };
+        if target < 0 || target > s.high_watermark {
+            return Err(ApiError::with_message(
+                ResponseError::OffsetOutOfRange,
+                format!("Cannot increment the log start offset to {target} of partition {}-{} since it is larger than the high watermark {}", self.topic, self.index, s.high_watermark),
+            ));
+        }
+        s.log.maybe_increment_log_start_offset(target)?;
+        Ok(s.log.log_start_offset())
+    }
+
+    /// Flushes and closes the log (clean shutdown).
+    pub fn close(self) -> Result<(), ApiError> {
+        let state = self.state.into_inner();
+        state.log.close()?;
+        Ok(())
+    }
+
+    /// Deletes the log and its directory (topic deleted, or replica moved away).
+    pub fn delete(self) -> Result<(), ApiError> {
+        let state = self.state.into_inner();
+        state.log.delete()?;
+        Ok(())
+    }
+
+    /// For tests and diagnostics: (replicas, isr, leader, leader epoch, partition epoch).
+    pub fn registration(&self) -> (Vec<i32>, Vec<i32>, i32, i32, i32) {
+        let s = self.state.lock();
+        (
+            s.replicas.clone(),
+            s.isr.clone(),
+            s.leader,
+            s.leader_epoch,
+            s.partition_epoch,
+        )
+    }
+}
+
+/// The leader epoch in which `offset` was written, from the epoch cache.
+fn epoch_for_offset(log: &Log, offset: i64) -> Option<i32> {
+    log.leader_epoch_cache().epoch_for_offset(offset)
+}
+
+/// Produce v3+ carries exactly one v2 batch per partition (Kafka rejects anything else).
+fn single_batch_header(records: &Bytes) -> Result<BatchHeader, ApiError> {
+    let mut headers = Vec::with_capacity(1);
+    for item in gregor_storage::batches(records) {
+        let (header, _) = item?;
+        headers.push(header);
+    }
+    match headers.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError::with_message(
+            ResponseError::InvalidRecord,
+            "Produce request carries no record batch",
+        )),
+        _ => Err(ApiError::with_message(
+            ResponseError::InvalidRecord,
+            "Produce requests must carry exactly one record batch per partition",
+        )),
+    }
+}

@@ -1,0 +1,226 @@
+//! Test harness: real `gregor` processes on loopback, and the stock Kafka CLI.
+//!
+//! Every process a test starts is killed when its handle drops, so a failing test leaves
+//! nothing running.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root (where `bin/kafka` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free loopback port (bound then released; good enough for tests that start at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `gregor` node process with its own data directory.
+pub struct Node {
+    pub port: u16,
+    pub dir: PathBuf,
+    config_path: PathBuf,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    /// Starts a node with extra `key=value` properties and waits until it answers.
+    pub fn start(extra: &[(&str, &str)]) -> Node {
+        let tmp = tempfile::Builder::new()
+            .prefix("gregor-it-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut node = Node::configure(&dir, free_port(), extra);
+        node._tmp = Some(tmp);
+        node.restart();
+        node
+    }
+
+    fn configure(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Node {
+        let mut props = format!(
+            "node.id=1\nlisteners=PLAINTEXT://127.0.0.1:{port}\nadvertised.listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={}\nnum.partitions=1\n",
+            dir.join("data").display()
+        );
+        for (k, v) in extra {
+            props.push_str(&format!("{k}={v}\n"));
+        }
+        let config_path = dir.join("node.properties");
+        std::fs::write(&config_path, props).unwrap();
+        Node {
+            port,
+            dir: dir.to_path_buf(),
+            config_path,
+            child: None,
+            _tmp: None,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// (Re)starts the process on the same config and data, and waits for its port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("gregor.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gregor"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("GREGOR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start gregor");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "gregor exited during start-up with {status}; log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gregor did not start listening; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if c.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gregor.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!("--- gregor log tail ({}) ---\n{tail}", self.dir.display());
+        }
+    }
+}
+
+/// Runs a stock Kafka tool (`bin/kafka NAME ARGS...`) with a timeout.
+pub fn kafka_tool(name: &str, args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    let mut cmd = Command::new(repo_root().join("bin/kafka"));
+    cmd.arg(name)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().expect("run bin/kafka");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("kafka tool output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("kafka {name} {args:?} timed out after {timeout:?}");
+        }
+    }
+}
+
+/// Runs a Kafka tool and asserts it succeeded; returns stdout.
+pub fn kafka_ok(name: &str, args: &[&str]) -> String {
+    let out = kafka_tool(name, args, None, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "kafka {name} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// The Python interpreter of the client venv (scripts/python-env.sh creates it).
+pub fn python() -> PathBuf {
+    let out = Command::new(repo_root().join("scripts/python-env.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("python-env.sh");
+    assert!(out.status.success(), "python-env.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}

@@ -1,0 +1,10 @@
+//! Gregor's integration tests: one test binary (see docs/testing.md), real `gregor`
+//! processes on loopback, driven by the stock Apache Kafka 4.x CLI, librdkafka and raw
+//! protocol clients.
+
+mod bad_input;
+mod cli;
+mod client;
+mod crash;
+mod harness;
+mod librdkafka;
