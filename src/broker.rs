@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use crate::config::BrokerConfig;
 use crate::controller::Controller;
 use crate::error::ApiError;
+use crate::group::GroupCoordinator;
 use crate::metadata::{MetadataImage, MetadataPublisher};
 use crate::replica::ReplicaManager;
 
@@ -20,6 +21,7 @@ pub struct Broker {
     pub metadata: Arc<MetadataPublisher>,
     pub controller: Controller,
     pub replica_manager: Arc<ReplicaManager>,
+    pub group_coordinator: Arc<GroupCoordinator>,
     /// The producer-id block this broker hands out from: `[next, end)`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Listener tasks, aborted at shutdown.
@@ -55,11 +57,17 @@ impl Broker {
             partitions = replica_manager.partition_count(),
             "broker started"
         );
+        let initial_rebalance_delay_ms = config
+            .prop("group.initial.rebalance.delay.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
+        let group_coordinator = Arc::new(GroupCoordinator::new(initial_rebalance_delay_ms));
         Ok(Arc::new(Broker {
             config,
             metadata,
             controller,
             replica_manager,
+            group_coordinator,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             tasks: Mutex::new(Vec::new()),
         }))
@@ -89,6 +97,7 @@ impl Broker {
         tasks.push(tokio::spawn(
             self.replica_manager.clone().run_log_maintenance(),
         ));
+        tasks.push(tokio::spawn(self.group_coordinator.clone().run_timers()));
         self.tasks.lock().extend(tasks);
         Ok(addrs)
     }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod net;

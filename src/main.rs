@@ -38,6 +38,7 @@ fn main() {
             EnvFilter::try_from_env("GREGOR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (file, overrides) = match parse_args() {
         Ok(a) => a,

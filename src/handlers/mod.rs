@@ -8,15 +8,24 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_topic_partitions;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +69,15 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::Fetch, 4, 17),
     api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 13),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
@@ -217,11 +235,34 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> P
         RequestKind::DescribeCluster(r) => ready(ctx.reply(ResponseKind::DescribeCluster(
             describe_cluster::handle(&ctx, r),
         ))),
+        RequestKind::FindCoordinator(r) => ready(ctx.reply(ResponseKind::FindCoordinator(
+            find_coordinator::handle(&ctx, r),
+        ))),
+        RequestKind::JoinGroup(r) => join_group::handle(ctx, r),
+        RequestKind::SyncGroup(r) => sync_group::handle(ctx, r),
+        RequestKind::Heartbeat(r) => {
+            ready(ctx.reply(ResponseKind::Heartbeat(heartbeat::handle(&ctx, r))))
+        }
+        RequestKind::LeaveGroup(r) => {
+            ready(ctx.reply(ResponseKind::LeaveGroup(leave_group::handle(&ctx, r))))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ready(ctx.reply(ResponseKind::OffsetCommit(offset_commit::handle(&ctx, r))))
+        }
+        RequestKind::OffsetFetch(r) => {
+            ready(ctx.reply(ResponseKind::OffsetFetch(offset_fetch::handle(&ctx, r))))
+        }
+        RequestKind::ListGroups(r) => {
+            ready(ctx.reply(ResponseKind::ListGroups(list_groups::handle(&ctx, r))))
+        }
+        RequestKind::DescribeGroups(r) => ready(ctx.reply(ResponseKind::DescribeGroups(
+            describe_groups::handle(&ctx, r),
+        ))),
         RequestKind::DescribeTopicPartitions(r) => ready(ctx.reply(
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(&ctx, r)),
         )),
         other => {
-            tracing::warn!(%peer, api = ?api_key, "request kind without a handler: {:?}", std::mem::discriminant(&other));
+            tracing::error!(%peer, api = ?api_key, "supported api without a handler: {:?}", std::mem::discriminant(&other));
             close(peer, "no handler")
         }
     }

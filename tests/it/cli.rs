@@ -449,3 +449,88 @@ fn producer_perf_test_one_million_records() {
         .sum();
     assert_eq!(total, 1_000_000, "{offsets}");
 }
+
+#[test]
+fn console_consumer_group_reads_then_resumes_after_committed_offsets() {
+    let node = Node::start(&[("group.initial.rebalance.delay.ms", "0")]);
+    let bs = node.bootstrap();
+    kafka_ok(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--create",
+            "--topic",
+            "grouped",
+            "--partitions",
+            "2",
+        ],
+    );
+    let first: Vec<String> = (0..100).map(|i| format!("first-{i}")).collect();
+    let out = kafka_tool(
+        "console-producer",
+        &["--bootstrap-server", &bs, "--topic", "grouped"],
+        Some((first.join("\n") + "\n").as_bytes()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success());
+    let consume = |n: &str| {
+        kafka_ok(
+            "console-consumer",
+            &[
+                "--bootstrap-server",
+                &bs,
+                "--topic",
+                "grouped",
+                "--group",
+                "billing",
+                "--from-beginning",
+                "--max-messages",
+                n,
+                "--timeout-ms",
+                "30000",
+            ],
+        )
+    };
+    let mut got: Vec<String> = consume("100").lines().map(String::from).collect();
+    got.sort();
+    let mut want = first.clone();
+    want.sort();
+    assert_eq!(got, want);
+
+    // A second run of the same group starts after the committed offsets.
+    let second: Vec<String> = (0..50).map(|i| format!("second-{i}")).collect();
+    kafka_tool(
+        "console-producer",
+        &["--bootstrap-server", &bs, "--topic", "grouped"],
+        Some((second.join("\n") + "\n").as_bytes()),
+        Duration::from_secs(60),
+    );
+    let mut got: Vec<String> = consume("50").lines().map(String::from).collect();
+    got.sort();
+    let mut want = second.clone();
+    want.sort();
+    assert_eq!(got, want, "the group resumes where it committed");
+
+    let list = kafka_ok("consumer-groups", &["--bootstrap-server", &bs, "--list"]);
+    assert_eq!(list.trim(), "billing");
+    let describe = kafka_ok(
+        "consumer-groups",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--describe",
+            "--group",
+            "billing",
+        ],
+    );
+    let rows: Vec<Vec<&str>> = describe
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c.len() >= 6 && c[0] == "billing")
+        .collect();
+    assert_eq!(rows.len(), 2, "{describe}");
+    let committed: i64 = rows.iter().map(|c| c[3].parse::<i64>().unwrap()).sum();
+    assert_eq!(committed, 150, "{describe}");
+    assert!(rows.iter().all(|c| c[5] == "0"), "no lag: {describe}");
+}

@@ -2,6 +2,7 @@
 //! processes on loopback, driven by the stock Apache Kafka 4.x CLI, librdkafka and raw
 //! protocol clients.
 
+mod api_coverage;
 mod bad_input;
 mod cli;
 mod client;
