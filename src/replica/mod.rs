@@ -15,7 +15,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use partition::{
-    AppendResult, Partition, PartitionId, ReadResult, ACKS_ALL, ACKS_LEADER, ACKS_NONE,
+    AppendResult, Partition, PartitionConfig, PartitionId, ReadResult, ACKS_ALL, ACKS_LEADER,
+    ACKS_NONE,
 };
 
 use crate::clock::now_ms;
@@ -147,16 +148,12 @@ impl ReplicaManager {
         for (tp, (topic, p)) in wanted {
             let reg = &topic.partitions[&p];
             let overrides = image.topic_configs(&topic.name);
-            let log_config =
-                log_config_from(&|k: &str| topic_config::value_of(k, &self.config, overrides));
-            let min_isr = topic_config::value_of("min.insync.replicas", &self.config, overrides)
-                .parse()
-                .unwrap_or(1);
+            let config = partition_config(&self.config, overrides);
             let existing = self.partitions.read().get(&tp).cloned();
             match existing {
                 Some(partition) => {
                     partition.update_registration(reg);
-                    partition.update_config(log_config, min_isr);
+                    partition.update_config(config);
                 }
                 None => {
                     let dir = self.log_dir.join(tp.dir_name());
@@ -173,8 +170,7 @@ impl ReplicaManager {
                         },
                         node_id,
                         reg,
-                        log_config,
-                        min_isr,
+                        config,
                         now,
                     ) {
                         Ok(partition) => {
@@ -310,6 +306,21 @@ impl ReplicaManager {
 impl MetadataListener for ReplicaManager {
     fn on_metadata(&self, _old: &MetadataImage, new: &MetadataImage) {
         self.reconcile(new);
+    }
+}
+
+/// A partition's settings from its topic's configs (override, broker default, Kafka default).
+fn partition_config(
+    broker: &BrokerConfig,
+    overrides: Option<&std::collections::BTreeMap<String, String>>,
+) -> PartitionConfig {
+    let value = |k: &str| topic_config::value_of(k, broker, overrides);
+    let number = |k: &str, default: i64| value(k).trim().parse::<i64>().unwrap_or(default);
+    PartitionConfig {
+        log: log_config_from(&value),
+        min_insync_replicas: number("min.insync.replicas", 1) as i32,
+        timestamp_before_max_ms: number("message.timestamp.before.max.ms", i64::MAX),
+        timestamp_after_max_ms: number("message.timestamp.after.max.ms", i64::MAX),
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bytes::Bytes;
-use gregor_storage::{BatchHeader, Log, LogConfig};
+use gregor_storage::{BatchHeader, Log, LogConfig, TimestampType};
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -60,9 +60,19 @@ struct PartitionState {
     /// Log end offsets that followers reported in their fetches (leader only).
     follower_log_end_offsets: HashMap<i32, i64>,
     producers: ProducerStateManager,
-    min_insync_replicas: i32,
-    messages_since_flush: i64,
-    last_flush_ms: i64,
+    config: PartitionConfig,
+}
+
+/// A partition's settings from its topic configs.
+#[derive(Clone, Debug)]
+pub struct PartitionConfig {
+    pub log: LogConfig,
+    /// `min.insync.replicas`: ISR size that acks=all requires.
+    pub min_insync_replicas: i32,
+    /// `message.timestamp.before.max.ms`: how far a CreateTime timestamp may lag now.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far a CreateTime timestamp may lead now.
+    pub timestamp_after_max_ms: i64,
 }
 
 /// Which partition: topic name, index and topic id.
@@ -91,17 +101,21 @@ impl Partition {
         id: PartitionId,
         local_broker_id: i32,
         registration: &PartitionRegistration,
-        config: LogConfig,
-        min_insync_replicas: i32,
+        config: PartitionConfig,
         now_ms: i64,
     ) -> Result<Partition, ApiError> {
-        let log = Log::open(dir, config, now_ms)?;
+        let log = Log::open(dir, config.log.clone(), now_ms)?;
         let mut producers = ProducerStateManager::default();
-        // Kafka keeps producer snapshots; the tail of the log holds the same facts. Batches
-        // older than the last two segments are past any producer's retry window.
-        let rebuild_from = log
-            .log_start_offset()
-            .max(log.log_end_offset().saturating_sub(1_000_000));
+        // Kafka keeps producer-state snapshots; the batch headers at the log's tail hold the
+        // same facts. A retry can only duplicate one of a producer's last five batches, which
+        // the last two segments hold for any producer still retrying.
+        let bases = log.segment_base_offsets();
+        let rebuild_from = bases
+            .len()
+            .checked_sub(2)
+            .map(|i| bases[i])
+            .unwrap_or(log.log_start_offset())
+            .max(log.log_start_offset());
         for header in log.batch_headers_from(rebuild_from)? {
             producers.update(&header);
         }
@@ -128,9 +142,7 @@ impl Partition {
                 high_watermark,
                 follower_log_end_offsets: HashMap::new(),
                 producers,
-                min_insync_replicas,
-                messages_since_flush: 0,
-                last_flush_ms: now_ms,
+                config,
             }),
             high_watermark_tx,
         };
@@ -151,10 +163,10 @@ impl Partition {
         self.maybe_increment_high_watermark(&mut s);
     }
 
-    pub fn update_config(&self, config: LogConfig, min_insync_replicas: i32) {
+    pub fn update_config(&self, config: PartitionConfig) {
         let mut s = self.state.lock();
-        s.log.update_config(config);
-        s.min_insync_replicas = min_insync_replicas;
+        s.log.update_config(config.log.clone());
+        s.config = config;
     }
 
     pub fn is_leader(&self) -> bool {
@@ -231,13 +243,14 @@ impl Partition {
         let mut s = self.state.lock();
         self.check_leader(&s, -1)?;
         let isr_size = s.isr.len() as i32;
-        if required_acks == ACKS_ALL && isr_size < s.min_insync_replicas {
+        if required_acks == ACKS_ALL && isr_size < s.config.min_insync_replicas {
             return Err(ApiError::with_message(
                 ResponseError::NotEnoughReplicas,
-                format!("The size of the current ISR {isr_size} is insufficient to satisfy the min.isr requirement of {}", s.min_insync_replicas),
+                format!("The size of the current ISR {isr_size} is insufficient to satisfy the min.isr requirement of {}", s.config.min_insync_replicas),
             ));
         }
         let header = single_batch_header(records)?;
+        check_timestamps(&header, &s.config, now_ms)?;
         match s.producers.check(&header)? {
             SequenceCheck::Duplicate(dup) => {
                 return Ok(AppendResult {
@@ -255,8 +268,6 @@ impl Partition {
         for batch in &info.batches {
             s.producers.update(batch);
         }
-        s.messages_since_flush += info.records_count;
-        self.maybe_flush(&mut s, now_ms)?;
         self.maybe_increment_high_watermark(&mut s);
         Ok(AppendResult {
             base_offset: info.first_offset,
@@ -266,28 +277,15 @@ impl Partition {
         })
     }
 
-    /// Flush policy: `flush.messages` and `flush.ms` (both off by default; durability comes
-    /// from replication, as in Kafka).
-    fn maybe_flush(&self, s: &mut PartitionState, now_ms: i64) -> Result<(), ApiError> {
-        let cfg = s.log.config();
-        if s.messages_since_flush >= cfg.flush_messages
-            || now_ms.saturating_sub(s.last_flush_ms) >= cfg.flush_ms
-        {
-            s.log.flush()?;
-            s.messages_since_flush = 0;
-            s.last_flush_ms = now_ms;
-        }
-        Ok(())
-    }
-
     /// Periodic work: time-based roll, retention, time-based flush.
     pub fn maintain(&self, now_ms: i64) -> Result<usize, ApiError> {
         let mut s = self.state.lock();
         s.log.maybe_roll(now_ms)?;
-        let deleted = s.log.delete_old_segments(now_ms)?;
-        if s.messages_since_flush > 0 {
-            self.maybe_flush(&mut s, now_ms)?;
-        }
+        // Kafka never deletes data consumers could not yet read: retention stops at the HW.
+        let high_watermark = s.high_watermark;
+        let deleted = s.log.delete_old_segments_up_to(now_ms, high_watermark)?;
+        // flush.ms must hold even when no appends arrive.
+        s.log.maybe_flush(now_ms)?;
         Ok(deleted)
     }
 
@@ -428,6 +426,35 @@ impl Partition {
 /// The leader epoch in which `offset` was written, from the epoch cache.
 fn epoch_for_offset(log: &Log, offset: i64) -> Option<i32> {
     log.leader_epoch_cache().epoch_for_offset(offset)
+}
+
+/// Kafka's timestamp bounds for CreateTime batches (`message.timestamp.before.max.ms` and
+/// `.after.max.ms`); LogAppendTime topics overwrite the timestamp instead.
+fn check_timestamps(
+    batch: &BatchHeader,
+    config: &PartitionConfig,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    if config.log.timestamp_type == TimestampType::LogAppendTime {
+        return Ok(());
+    }
+    for ts in [batch.base_timestamp, batch.max_timestamp] {
+        if ts < 0 {
+            continue;
+        }
+        if ts > now_ms.saturating_add(config.timestamp_after_max_ms)
+            || ts < now_ms.saturating_sub(config.timestamp_before_max_ms)
+        {
+            return Err(ApiError::with_message(
+                ResponseError::InvalidTimestamp,
+                format!(
+                    "Timestamp {ts} of a record is out of range: it must be within [{}, {}] ms of the broker's time",
+                    -config.timestamp_before_max_ms, config.timestamp_after_max_ms
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Produce v3+ carries exactly one v2 batch per partition (Kafka rejects anything else).

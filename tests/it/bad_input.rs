@@ -194,4 +194,35 @@ fn unknown_topic_and_partition_get_kafka_errors() {
     );
     let (err, hw, records) = c.fetch("one", 0, 0, 0).unwrap();
     assert_eq!((err, hw, records.len()), (0, 0, 0));
+
+    // A CreateTime two hours ahead is past message.timestamp.after.max.ms (1 hour).
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 2 * 3_600_000;
+    let batch = crate::client::encode_batch_at(
+        &[bytes::Bytes::from_static(b"later")],
+        kafka_protocol::records::Compression::None,
+        future,
+    );
+    let req = kafka_protocol::messages::ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![
+            kafka_protocol::messages::produce_request::TopicProduceData::default()
+                .with_name(kafka_protocol::messages::TopicName(
+                    kafka_protocol::protocol::StrBytes::from_static_str("one"),
+                ))
+                .with_partition_data(vec![
+                    kafka_protocol::messages::produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch)),
+                ]),
+        ]);
+    let resp = c.request(&req, 9).unwrap();
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code, 32,
+        "INVALID_TIMESTAMP"
+    );
 }

@@ -145,6 +145,23 @@ impl Client {
         Ok((p.error_code, p.high_watermark, out))
     }
 
+    /// ListOffsets for one partition: -1 latest, -2 earliest, or a timestamp.
+    pub fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
+        let resp = self.request(&req, 7).unwrap();
+        let p = &resp.topics[0].partitions[0];
+        (p.error_code, p.offset)
+    }
+
     /// Reads a whole partition from `from` to its high watermark.
     pub fn read_all(&mut self, topic: &str, partition: i32, from: i64) -> Vec<(i64, Bytes)> {
         let mut out: Vec<(i64, Bytes)> = Vec::new();
@@ -165,12 +182,18 @@ impl Client {
     }
 }
 
-/// A v2 record batch of `values`, offsets from 0, no producer id.
+/// A v2 record batch of `values`, offsets from 0, no producer id, timestamped now.
 pub fn encode_batch(values: &[Bytes], compression: Compression) -> Bytes {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    encode_batch_at(values, compression, now)
+}
+
+/// A v2 record batch of `values` with every record timestamped `timestamp_ms`.
+pub fn encode_batch_at(values: &[Bytes], compression: Compression, timestamp_ms: i64) -> Bytes {
+    let now = timestamp_ms;
     let records: Vec<Record> = values
         .iter()
         .enumerate()

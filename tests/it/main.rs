@@ -9,3 +9,4 @@ mod client;
 mod crash;
 mod harness;
 mod librdkafka;
+mod retention;
