@@ -103,6 +103,18 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     /// `rack` / `broker.rack`.
     pub rack: Option<String>,
+    /// `controller.quorum.voters` (`id@host:port,...`): the metadata quorum's voters and
+    /// their controller listeners. Unset: this node alone.
+    pub quorum_voters: BTreeMap<i32, (String, u16)>,
+    /// `controller.listener.names`: listeners that serve the controller (Raft RPCs,
+    /// DescribeQuorum, broker registration and heartbeats, forwarded requests).
+    pub controller_listener_names: Vec<String>,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats the active controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `controller.quorum.election.timeout.ms`: Raft election timeout (randomised up to 2x).
+    pub quorum_election_timeout_ms: u64,
     /// All properties as given, for topic-config defaults through their broker synonyms.
     pub props: BTreeMap<String, String>,
 }
@@ -188,8 +200,37 @@ impl BrokerConfig {
             min_insync_replicas: p.int("min.insync.replicas", 1)?,
             cluster_id: p.str("cluster.id").map(str::to_string),
             rack: p.str("broker.rack").or(p.str("rack")).map(str::to_string),
+            quorum_voters: parse_voters(p.str("controller.quorum.voters").unwrap_or(""))?,
+            controller_listener_names: p
+                .str("controller.listener.names")
+                .unwrap_or("CONTROLLER")
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            broker_heartbeat_interval_ms: p.int("broker.heartbeat.interval.ms", 2_000)?,
+            broker_session_timeout_ms: p.int("broker.session.timeout.ms", 9_000)?,
+            quorum_election_timeout_ms: p.int("controller.quorum.election.timeout.ms", 1_000)?,
             props: props.clone(),
         };
+        if config.client_listener().is_none() {
+            return Err(ConfigError::Invalid(
+                "listeners has no listener for clients (only controller listeners)".into(),
+            ));
+        }
+        if config.quorum_voters.len() > 1 {
+            if !config.quorum_voters.contains_key(&config.node_id) {
+                return Err(ConfigError::Invalid(format!(
+                    "node.id {} is not among controller.quorum.voters",
+                    config.node_id
+                )));
+            }
+            if config.controller_listener().is_none() {
+                return Err(ConfigError::Invalid(
+                    "a voter of a multi-node quorum needs a controller listener (controller.listener.names)".into(),
+                ));
+            }
+        }
         if config.num_partitions < 1 {
             return Err(ConfigError::Invalid(
                 "num.partitions must be at least 1".into(),
@@ -203,15 +244,69 @@ impl BrokerConfig {
         Ok(config)
     }
 
-    /// The listener clients reach this node on (the first advertised one).
+    fn is_controller_listener(&self, l: &Listener) -> bool {
+        self.controller_listener_names.iter().any(|n| n == &l.name)
+    }
+
+    /// The listener clients reach this node on, as advertised (the first that is not a
+    /// controller listener).
     pub fn advertised(&self) -> &Listener {
-        &self.advertised_listeners[0]
+        self.advertised_listeners
+            .iter()
+            .find(|l| !self.is_controller_listener(l))
+            .or_else(|| self.client_listener())
+            .expect("validated: a client listener exists")
+    }
+
+    /// The first listener that serves clients.
+    pub fn client_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| !self.is_controller_listener(l))
+    }
+
+    /// This node's controller listener, if it has one.
+    pub fn controller_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| self.is_controller_listener(l))
+    }
+
+    /// Whether a listener serves controller traffic.
+    pub fn serves_controller(&self, l: &Listener) -> bool {
+        self.is_controller_listener(l)
     }
 
     /// A broker-level property as given, if set.
     pub fn prop(&self, key: &str) -> Option<&str> {
         self.props.get(key).map(String::as_str)
     }
+}
+
+/// Parses `controller.quorum.voters`: `1@host1:9093,2@host2:9093`.
+fn parse_voters(spec: &str) -> Result<BTreeMap<i32, (String, u16)>, ConfigError> {
+    let mut voters = BTreeMap::new();
+    for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "controller.quorum.voters entry '{entry}' is not ID@HOST:PORT"
+            ))
+        };
+        let (id, addr) = entry.split_once('@').ok_or_else(bad)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let id: i32 = id.trim().parse().map_err(|_| bad())?;
+        let port: u16 = port.trim().parse().map_err(|_| bad())?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if voters.insert(id, (host, port)).is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "voter {id} listed twice in controller.quorum.voters"
+            )));
+        }
+    }
+    Ok(voters)
 }
 
 /// Typed accessors over the raw properties.
@@ -288,6 +383,28 @@ mod tests {
         assert_eq!(c.advertised().port, 9095);
         assert_eq!(c.log_dir, PathBuf::from("/d1"));
         assert_eq!(c.num_partitions, 4);
+    }
+
+    #[test]
+    fn parses_quorum_voters_and_controller_listener() {
+        let props = BrokerConfig::parse_properties(
+            "node.id=2\nlisteners=PLAINTEXT://127.0.0.1:9093,CONTROLLER://127.0.0.1:9193\ncontroller.quorum.voters=1@127.0.0.1:9192,2@127.0.0.1:9193,3@127.0.0.1:9194\n",
+        );
+        let c = BrokerConfig::from_props(props).unwrap();
+        assert_eq!(c.quorum_voters.len(), 3);
+        assert_eq!(c.quorum_voters[&3], ("127.0.0.1".to_string(), 9194));
+        assert_eq!(c.controller_listener().unwrap().port, 9193);
+        assert_eq!(c.advertised().port, 9093);
+        // A voter of a multi-node quorum must have a controller listener and be a voter.
+        let props =
+            BrokerConfig::parse_properties("node.id=2\ncontroller.quorum.voters=1@h:1,2@h:2\n");
+        assert!(BrokerConfig::from_props(props).is_err());
+        let props = BrokerConfig::parse_properties(
+            "node.id=9\nlisteners=PLAINTEXT://h:1,CONTROLLER://h:2\ncontroller.quorum.voters=1@h:1,2@h:2\n",
+        );
+        assert!(BrokerConfig::from_props(props).is_err());
+        let props = BrokerConfig::parse_properties("controller.quorum.voters=1@nohost\n");
+        assert!(BrokerConfig::from_props(props).is_err());
     }
 
     #[test]

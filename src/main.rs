@@ -78,7 +78,7 @@ fn main() {
         }
         wait_for_signal().await;
         tracing::info!("shutting down");
-        broker.shutdown();
+        broker.shutdown().await;
         0
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

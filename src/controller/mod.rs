@@ -1,23 +1,34 @@
 //! The active controller: validates metadata changes against the committed image, writes
-//! them as records to the metadata log, and applies them once committed.
+//! them as records to the metadata log (the Raft quorum), and applies them once committed.
 //!
-//! Flow (the same for every mutation): validate -> append records (commit) -> publish the
-//! new image -> brokers react to the delta. Mutations are serialised by `log`'s lock, like
-//! Kafka's single-threaded controller event queue, so each one validates against the image
-//! that the previous one produced.
+//! The Raft leader is the active controller and the only writer. Flow (the same for every
+//! mutation): read barrier (the image holds everything committed) -> validate -> propose the
+//! records as one entry -> committed and applied -> brokers react to the new image.
+//! Mutations are serialised by `write_lock`, like Kafka's single-threaded controller event
+//! queue, so each one validates against the image that the previous one produced.
+//!
+//! The active controller also tracks broker liveness from heartbeats (in memory, like
+//! Kafka's `BrokerHeartbeatManager`): a broker silent for `broker.session.timeout.ms` is
+//! fenced and loses its leaderships; a fenced broker that caught up with the metadata log is
+//! unfenced and offline partitions it can lead get it as leader.
 
+pub mod channel;
+pub mod election;
 pub mod placement;
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
+
+use gregor_raft::{MetadataQuorum, QuorumError};
+use parking_lot::Mutex;
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
-use crate::metadata::local_log::LocalMetadataLog;
 use crate::metadata::records::{BrokerEndpoint, ConfigResource, MetadataRecord};
 use crate::metadata::{topic_config, MetadataImage, MetadataPublisher};
 
@@ -65,67 +76,144 @@ pub struct AlterConfigOp {
     pub value: Option<String>,
 }
 
+/// What the active controller knows of a broker's liveness (never replicated: a new active
+/// controller starts everyone with a full session).
+#[derive(Clone, Copy, Debug)]
+struct BrokerContact {
+    broker_epoch: i64,
+    last_heartbeat_ms: i64,
+}
+
+/// A broker's registration request, as BrokerRegistration carries it.
+#[derive(Clone, Debug)]
+pub struct BrokerRegistrationInput {
+    pub broker_id: i32,
+    pub incarnation_id: Uuid,
+    pub endpoints: Vec<BrokerEndpoint>,
+    pub rack: Option<String>,
+}
+
+/// BrokerHeartbeat's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatOutcome {
+    pub is_caught_up: bool,
+    pub is_fenced: bool,
+}
+
 pub struct Controller {
-    node_id: i32,
     config: Arc<BrokerConfig>,
     publisher: Arc<MetadataPublisher>,
-    /// The metadata log; holding its lock makes a mutation exclusive.
-    log: tokio::sync::Mutex<LocalMetadataLog>,
+    quorum: Arc<MetadataQuorum>,
+    /// Held for the whole of a mutation: validate, propose, apply.
+    write_lock: tokio::sync::Mutex<()>,
+    /// Broker liveness as seen by this node while it is the active controller.
+    contacts: Mutex<HashMap<i32, BrokerContact>>,
 }
 
 impl Controller {
-    /// Opens the metadata log and replays the committed records into the publisher.
-    pub fn open(
+    pub fn new(
         config: Arc<BrokerConfig>,
         publisher: Arc<MetadataPublisher>,
-        dir: &Path,
-    ) -> std::io::Result<Controller> {
-        let (log, records) = LocalMetadataLog::open(dir)?;
-        tracing::info!(records = records.len(), path = %log.path().display(), "replayed metadata log");
-        publisher.apply(&records);
-        Ok(Controller {
-            node_id: config.node_id,
+        quorum: Arc<MetadataQuorum>,
+    ) -> Controller {
+        Controller {
             config,
             publisher,
-            log: tokio::sync::Mutex::new(log),
-        })
+            quorum,
+            write_lock: tokio::sync::Mutex::new(()),
+            contacts: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.publisher.image()
     }
 
-    /// The node id of the active controller.
-    pub fn active_controller_id(&self) -> i32 {
-        self.node_id
+    /// Whether this node is the active controller (the Raft leader).
+    pub fn is_active(&self) -> bool {
+        self.quorum.is_leader()
     }
 
-    /// Commits records and publishes them; the caller holds the log lock.
-    fn commit(
-        &self,
-        log: &mut LocalMetadataLog,
-        records: Vec<MetadataRecord>,
-    ) -> Result<(), ApiError> {
+    /// The node id of the active controller, -1 when there is none (an election is on).
+    pub fn active_controller_id(&self) -> i32 {
+        self.quorum.leader().map(|id| id as i32).unwrap_or(-1)
+    }
+
+    fn not_controller(&self) -> ApiError {
+        ApiError::with_message(
+            ResponseError::NotController,
+            format!(
+                "This node is not the active controller (active: {})",
+                self.active_controller_id()
+            ),
+        )
+    }
+
+    /// Starts a mutation: exclusive, on the active controller, with an image that holds every
+    /// committed record (a new leader may not have applied its predecessor's last entries).
+    async fn begin_write(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, ApiError> {
+        let guard = self.write_lock.lock().await;
+        if !self.is_active() {
+            return Err(self.not_controller());
+        }
+        self.quorum
+            .read_barrier()
+            .await
+            .map_err(|e| self.quorum_error(e))?;
+        Ok(guard)
+    }
+
+    fn quorum_error(&self, e: QuorumError) -> ApiError {
+        match e {
+            QuorumError::NotLeader { .. } => self.not_controller(),
+            QuorumError::Unavailable(m) => ApiError::with_message(
+                ResponseError::RequestTimedOut,
+                format!("metadata quorum unavailable: {m}"),
+            ),
+            e @ QuorumError::EntryTooLarge { .. } => {
+                ApiError::with_message(ResponseError::PolicyViolation, e.to_string())
+            }
+            QuorumError::InvalidConfig(m) => {
+                ApiError::with_message(ResponseError::UnknownServerError, m)
+            }
+        }
+    }
+
+    /// Commits records as one entry; on return they are applied to the local image.
+    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), ApiError> {
         if records.is_empty() {
             return Ok(());
         }
-        let offsets = log.append(&records).map_err(|e| {
-            tracing::error!(error = %e, "metadata log append failed");
-            ApiError::with_message(
-                ResponseError::UnknownServerError,
-                format!("metadata log append failed: {e}"),
-            )
-        })?;
-        let committed: Vec<(u64, MetadataRecord)> = offsets.into_iter().zip(records).collect();
-        self.publisher.apply(&committed);
+        let entry = serde_json::to_vec(&records).expect("metadata records serialize");
+        self.quorum
+            .propose(vec![entry])
+            .await
+            .map_err(|e| self.quorum_error(e))?;
         Ok(())
     }
 
-    /// First start: writes the cluster id; every start: registers this broker with a new
-    /// broker epoch and unfences it (a single node is always caught up with its own log).
-    pub async fn register_local_broker(&self) -> Result<(), ApiError> {
-        let mut log = self.log.lock().await;
+    /// A linearizable read of the image: on the active controller, after a read barrier.
+    pub async fn read_image(&self) -> Result<Arc<MetadataImage>, ApiError> {
+        if !self.is_active() {
+            return Err(self.not_controller());
+        }
+        self.quorum
+            .read_barrier()
+            .await
+            .map_err(|e| self.quorum_error(e))?;
+        Ok(self.image())
+    }
+
+    /// BrokerRegistration: a new broker epoch for every start (a retry of the same
+    /// incarnation gets the epoch it already has). The broker starts fenced.
+    pub async fn register_broker(&self, input: BrokerRegistrationInput) -> Result<i64, ApiError> {
+        let _write = self.begin_write().await?;
         let image = self.image();
+        if let Some(existing) = image.brokers.get(&input.broker_id) {
+            if existing.incarnation_id == input.incarnation_id {
+                return Ok(existing.broker_epoch);
+            }
+        }
         let mut records = Vec::new();
         if image.cluster_id.is_none() {
             let cluster_id = self
@@ -135,30 +223,232 @@ impl Controller {
                 .unwrap_or_else(new_cluster_id);
             records.push(MetadataRecord::ClusterId { cluster_id });
         }
-        let broker_epoch = image.last_offset as i64 + records.len() as i64 + 1;
-        let endpoints = self
-            .config
-            .advertised_listeners
-            .iter()
-            .map(|l| BrokerEndpoint {
-                listener: l.name.clone(),
-                host: l.host.clone(),
-                port: l.port,
-            })
-            .collect();
+        // The epoch must exceed every earlier one of this broker; the log offset does.
+        let previous = image
+            .brokers
+            .get(&input.broker_id)
+            .map(|b| b.broker_epoch)
+            .unwrap_or(0);
+        let broker_epoch = (image.last_offset as i64 + 1).max(previous + 1);
         records.push(MetadataRecord::RegisterBroker {
-            broker_id: self.node_id,
+            broker_id: input.broker_id,
             broker_epoch,
-            incarnation_id: Uuid::new_v4(),
-            endpoints,
-            rack: self.config.rack.clone(),
+            incarnation_id: input.incarnation_id,
+            endpoints: input.endpoints,
+            rack: input.rack,
         });
-        records.push(MetadataRecord::BrokerFencing {
-            broker_id: self.node_id,
+        // A re-registering broker is fenced until it catches up: it loses its leaderships.
+        if image
+            .brokers
+            .get(&input.broker_id)
+            .is_some_and(|b| !b.fenced)
+        {
+            records.extend(self.fence_records(&image, input.broker_id));
+        }
+        self.commit(records).await?;
+        self.contacts.lock().insert(
+            input.broker_id,
+            BrokerContact {
+                broker_epoch,
+                last_heartbeat_ms: now_ms(),
+            },
+        );
+        tracing::info!(broker = input.broker_id, broker_epoch, "broker registered");
+        Ok(broker_epoch)
+    }
+
+    /// BrokerHeartbeat: keeps the session alive; unfences a broker that has caught up with
+    /// the metadata log (its applied offset reached its own registration).
+    pub async fn broker_heartbeat(
+        &self,
+        broker_id: i32,
+        broker_epoch: i64,
+        metadata_offset: i64,
+        want_fence: bool,
+    ) -> Result<HeartbeatOutcome, ApiError> {
+        if !self.is_active() {
+            return Err(self.not_controller());
+        }
+        let image = self.image();
+        let Some(reg) = image.brokers.get(&broker_id) else {
+            return Err(ApiError::with_message(
+                ResponseError::BrokerIdNotRegistered,
+                format!("Broker {broker_id} is not registered"),
+            ));
+        };
+        if reg.broker_epoch != broker_epoch {
+            return Err(ApiError::with_message(
+                ResponseError::StaleBrokerEpoch,
+                format!(
+                    "Expected broker epoch {}, got {broker_epoch}",
+                    reg.broker_epoch
+                ),
+            ));
+        }
+        self.contacts.lock().insert(
+            broker_id,
+            BrokerContact {
+                broker_epoch,
+                last_heartbeat_ms: now_ms(),
+            },
+        );
+        let is_caught_up = metadata_offset >= broker_epoch;
+        if reg.fenced && is_caught_up && !want_fence {
+            let _write = self.begin_write().await?;
+            let image = self.image();
+            if image
+                .brokers
+                .get(&broker_id)
+                .is_some_and(|b| b.fenced && b.broker_epoch == broker_epoch)
+            {
+                let mut records = vec![MetadataRecord::BrokerFencing {
+                    broker_id,
+                    broker_epoch,
+                    fenced: false,
+                }];
+                records.extend(self.unfence_records(&image, broker_id));
+                self.commit(records).await?;
+                tracing::info!(broker = broker_id, broker_epoch, "broker unfenced");
+            }
+            return Ok(HeartbeatOutcome {
+                is_caught_up,
+                is_fenced: false,
+            });
+        }
+        Ok(HeartbeatOutcome {
+            is_caught_up,
+            is_fenced: reg.fenced,
+        })
+    }
+
+    /// Records that fence `broker` and move its leaderships and ISR places.
+    fn fence_records(&self, image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+        let live: BTreeSet<i32> = image
+            .live_brokers()
+            .map(|b| b.broker_id)
+            .filter(|b| *b != broker)
+            .collect();
+        let mut records = Vec::new();
+        for topic in image.topics.values() {
+            let unclean = self.unclean_allowed(image, &topic.name);
+            for (p, reg) in &topic.partitions {
+                if let Some(next) = election::after_broker_fenced(reg, broker, &live, unclean) {
+                    records.push(partition_change(topic.topic_id, *p, next));
+                }
+            }
+        }
+        records
+    }
+
+    /// Records that give leaderless partitions a leader now that `broker` is back.
+    fn unfence_records(&self, image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+        let mut live: BTreeSet<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+        live.insert(broker);
+        let mut records = Vec::new();
+        for topic in image.topics.values() {
+            let unclean = self.unclean_allowed(image, &topic.name);
+            for (p, reg) in &topic.partitions {
+                if let Some(next) = election::after_broker_unfenced(reg, &live, unclean) {
+                    records.push(partition_change(topic.topic_id, *p, next));
+                }
+            }
+        }
+        records
+    }
+
+    fn unclean_allowed(&self, image: &MetadataImage, topic: &str) -> bool {
+        topic_config::value_of(
+            "unclean.leader.election.enable",
+            &self.config,
+            image.topic_configs(topic),
+        )
+        .eq_ignore_ascii_case("true")
+    }
+
+    /// Fences brokers whose session expired. Runs on every node; acts only while active.
+    pub async fn run_liveness_checks(self: Arc<Self>) {
+        let session_ms = self.config.broker_session_timeout_ms as i64;
+        let mut ticker = tokio::time::interval(Duration::from_millis(
+            (session_ms as u64 / 8).clamp(50, 1000),
+        ));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_active = false;
+        loop {
+            ticker.tick().await;
+            let active = self.is_active();
+            if active && !was_active {
+                // A new active controller gives every broker a full session to find it.
+                let now = now_ms();
+                let image = self.image();
+                let mut contacts = self.contacts.lock();
+                contacts.clear();
+                for b in image.brokers.values() {
+                    contacts.insert(
+                        b.broker_id,
+                        BrokerContact {
+                            broker_epoch: b.broker_epoch,
+                            last_heartbeat_ms: now,
+                        },
+                    );
+                }
+                tracing::info!(node = self.config.node_id, "became the active controller");
+            }
+            was_active = active;
+            if !active {
+                continue;
+            }
+            let now = now_ms();
+            let image = self.image();
+            let expired: Vec<(i32, i64)> = {
+                let contacts = self.contacts.lock();
+                image
+                    .live_brokers()
+                    .filter(|b| {
+                        contacts.get(&b.broker_id).is_none_or(|c| {
+                            c.broker_epoch != b.broker_epoch
+                                || now - c.last_heartbeat_ms > session_ms
+                        })
+                    })
+                    .map(|b| (b.broker_id, b.broker_epoch))
+                    .collect()
+            };
+            for (broker_id, broker_epoch) in expired {
+                if let Err(e) = self.fence_expired(broker_id, broker_epoch).await {
+                    tracing::warn!(broker = broker_id, error = %e, "could not fence broker");
+                }
+            }
+        }
+    }
+
+    async fn fence_expired(&self, broker_id: i32, broker_epoch: i64) -> Result<(), ApiError> {
+        let _write = self.begin_write().await?;
+        let image = self.image();
+        let still_due = image
+            .brokers
+            .get(&broker_id)
+            .is_some_and(|b| !b.fenced && b.broker_epoch == broker_epoch)
+            && self.contacts.lock().get(&broker_id).is_none_or(|c| {
+                c.broker_epoch != broker_epoch
+                    || now_ms() - c.last_heartbeat_ms > self.config.broker_session_timeout_ms as i64
+            });
+        if !still_due {
+            return Ok(());
+        }
+        let mut records = vec![MetadataRecord::BrokerFencing {
+            broker_id,
             broker_epoch,
-            fenced: false,
-        });
-        self.commit(&mut log, records)
+            fenced: true,
+        }];
+        records.extend(self.fence_records(&image, broker_id));
+        let moved = records.len() - 1;
+        self.commit(records).await?;
+        tracing::warn!(
+            broker = broker_id,
+            broker_epoch,
+            partitions = moved,
+            "broker session expired: fenced"
+        );
+        Ok(())
     }
 
     /// Creates topics; each gets its own result.
@@ -167,7 +457,15 @@ impl Controller {
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<(String, Result<CreatedTopic, ApiError>)> {
-        let mut log = self.log.lock().await;
+        let _write = match self.begin_write().await {
+            Ok(w) => w,
+            Err(e) => {
+                return topics
+                    .into_iter()
+                    .map(|t| (t.name, Err(e.clone())))
+                    .collect()
+            }
+        };
         let image = self.image();
         let mut records = Vec::new();
         let mut results = Vec::new();
@@ -194,7 +492,7 @@ impl Controller {
                 Err(e) => results.push((name, Err(e))),
             }
         }
-        if let Err(e) = self.commit(&mut log, records) {
+        if let Err(e) = self.commit(records).await {
             for r in results.iter_mut() {
                 if r.1.is_ok() {
                     r.1 = Err(e.clone());
@@ -327,7 +625,10 @@ impl Controller {
 
     /// Deletes topics by name; each gets its own result.
     pub async fn delete_topics(&self, names: Vec<String>) -> Vec<(String, Result<Uuid, ApiError>)> {
-        let mut log = self.log.lock().await;
+        let _write = match self.begin_write().await {
+            Ok(w) => w,
+            Err(e) => return names.into_iter().map(|n| (n, Err(e.clone()))).collect(),
+        };
         let image = self.image();
         let mut records = Vec::new();
         let mut results = Vec::new();
@@ -350,7 +651,7 @@ impl Controller {
             };
             results.push((name, result));
         }
-        if let Err(e) = self.commit(&mut log, records) {
+        if let Err(e) = self.commit(records).await {
             for r in results.iter_mut() {
                 if r.1.is_ok() {
                     r.1 = Err(e.clone());
@@ -366,7 +667,15 @@ impl Controller {
         requests: Vec<NewPartitions>,
         validate_only: bool,
     ) -> Vec<(String, Result<(), ApiError>)> {
-        let mut log = self.log.lock().await;
+        let _write = match self.begin_write().await {
+            Ok(w) => w,
+            Err(e) => {
+                return requests
+                    .into_iter()
+                    .map(|r| (r.topic, Err(e.clone())))
+                    .collect()
+            }
+        };
         let image = self.image();
         let mut records = Vec::new();
         let mut results = Vec::new();
@@ -398,7 +707,7 @@ impl Controller {
                 Err(e) => results.push((name, Err(e))),
             }
         }
-        if let Err(e) = self.commit(&mut log, records) {
+        if let Err(e) = self.commit(records).await {
             for r in results.iter_mut() {
                 if r.1.is_ok() {
                     r.1 = Err(e.clone());
@@ -478,7 +787,7 @@ impl Controller {
         ops: Vec<AlterConfigOp>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let mut log = self.log.lock().await;
+        let _write = self.begin_write().await?;
         let image = self.image();
         if image.topic(topic).is_none() {
             return Err(ApiError::with_message(
@@ -583,20 +892,37 @@ impl Controller {
                 });
             }
         }
-        self.commit(&mut log, records)
+        self.commit(records).await
     }
 
     /// Hands this broker the next block of producer ids.
     pub async fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i32), ApiError> {
-        let mut log = self.log.lock().await;
+        let _write = self.begin_write().await?;
         let first = self.image().next_producer_id;
         let record = MetadataRecord::ProducerIds {
             broker_id,
             first_producer_id: first,
             size: PRODUCER_ID_BLOCK_SIZE,
         };
-        self.commit(&mut log, vec![record])?;
+        self.commit(vec![record]).await?;
         Ok((first, PRODUCER_ID_BLOCK_SIZE))
+    }
+}
+
+/// A partition's new registration as a record.
+fn partition_change(
+    topic_id: Uuid,
+    partition: i32,
+    reg: crate::metadata::PartitionRegistration,
+) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        replicas: reg.replicas,
+        isr: reg.isr,
+        leader: reg.leader,
+        leader_epoch: reg.leader_epoch,
+        partition_epoch: reg.partition_epoch,
     }
 }
 

@@ -10,6 +10,22 @@ pub async fn handle(
     ctx: &RequestContext,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    if !ctx.broker.controller.is_active() && !ctx.is_from_broker() {
+        return match ctx.broker.send_to_controller(&req, ctx.api_version).await {
+            Ok(resp) => resp,
+            Err(e) => CreatePartitionsResponse::default().with_results(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        CreatePartitionsTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_error_code(e.code())
+                            .with_error_message(message(&e.message))
+                    })
+                    .collect(),
+            ),
+        };
+    }
     let requests = req
         .topics
         .iter()

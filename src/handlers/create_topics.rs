@@ -10,6 +10,24 @@ use crate::controller::NewTopic;
 use crate::metadata::topic_config;
 
 pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    if !ctx.broker.controller.is_active() && !ctx.is_from_broker() {
+        return match ctx.broker.send_to_controller(&req, ctx.api_version).await {
+            Ok(resp) => resp,
+            Err(e) => CreateTopicsResponse::default().with_topics(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_error_code(e.code())
+                            .with_error_message(message(&e.message))
+                            .with_num_partitions(-1)
+                            .with_replication_factor(-1)
+                    })
+                    .collect(),
+            ),
+        };
+    }
     let new_topics: Vec<NewTopic> = req
         .topics
         .iter()

@@ -8,6 +8,34 @@ use uuid::Uuid;
 use super::{message, str_bytes, RequestContext};
 
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    if !ctx.broker.controller.is_active() && !ctx.is_from_broker() {
+        return match ctx.broker.send_to_controller(&req, ctx.api_version).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let results = if ctx.api_version >= 6 {
+                    req.topics
+                        .iter()
+                        .map(|t| {
+                            DeletableTopicResult::default()
+                                .with_name(t.name.clone())
+                                .with_topic_id(t.topic_id)
+                                .with_error_code(e.code())
+                        })
+                        .collect()
+                } else {
+                    req.topic_names
+                        .iter()
+                        .map(|n| {
+                            DeletableTopicResult::default()
+                                .with_name(Some(n.clone()))
+                                .with_error_code(e.code())
+                        })
+                        .collect()
+                };
+                DeleteTopicsResponse::default().with_responses(results)
+            }
+        };
+    }
     let image = ctx.broker.image();
     // (name if resolvable, id as requested)
     let wanted: Vec<(Option<String>, Uuid)> = if ctx.api_version >= 6 {

@@ -13,6 +13,23 @@ pub async fn handle(
     ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
+    if !ctx.broker.controller.is_active() && !ctx.is_from_broker() {
+        return match ctx.broker.send_to_controller(&req, ctx.api_version).await {
+            Ok(resp) => resp,
+            Err(e) => IncrementalAlterConfigsResponse::default().with_responses(
+                req.resources
+                    .iter()
+                    .map(|r| {
+                        AlterConfigsResourceResponse::default()
+                            .with_resource_type(r.resource_type)
+                            .with_resource_name(r.resource_name.clone())
+                            .with_error_code(e.code())
+                            .with_error_message(message(&e.message))
+                    })
+                    .collect(),
+            ),
+        };
+    }
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in &req.resources {
         let base = AlterConfigsResourceResponse::default()

@@ -3,10 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
+};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -50,14 +53,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                     ..Default::default()
                 })
                 .collect();
-            for (name, result) in broker.controller.create_topics(new_topics, false).await {
-                match result {
-                    Ok(_) => {
-                        tracing::info!(topic = %name, client = ctx.client_id(), "auto-created topic")
-                    }
-                    Err(e) => tracing::warn!(topic = %name, error = %e, "auto-create failed"),
-                }
-            }
+            auto_create(ctx, new_topics).await;
             image = broker.image();
         }
     }
@@ -99,7 +95,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers(&image))
         .with_topics(topics)
-        .with_controller_id(BrokerId(broker.controller.active_controller_id()));
+        .with_controller_id(BrokerId(controller_id_for_clients(ctx, &image)));
     if ctx.api_version >= 2 {
         resp = resp.with_cluster_id(image.cluster_id.as_deref().map(str_bytes));
     }
@@ -163,4 +159,71 @@ fn topic_metadata(image: &MetadataImage, topic: &TopicImage) -> MetadataResponse
         .with_is_internal(topic.is_internal())
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+/// Creates topics for a Metadata request, on the active controller (locally or forwarded).
+/// The new topics show up in this node's image once it applies the records; until then the
+/// client sees UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE and retries, as with Kafka.
+async fn auto_create(ctx: &RequestContext, topics: Vec<NewTopic>) {
+    let broker = &ctx.broker;
+    if broker.controller.is_active() {
+        for (name, result) in broker.controller.create_topics(topics, false).await {
+            match result {
+                Ok(_) => {
+                    tracing::info!(topic = %name, client = ctx.client_id(), "auto-created topic")
+                }
+                Err(e) => tracing::warn!(topic = %name, error = %e, "auto-create failed"),
+            }
+        }
+        return;
+    }
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(str_bytes(&t.name)))
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1)
+                })
+                .collect(),
+        );
+    match broker.send_to_controller(&request, 7).await {
+        Ok(resp) => {
+            for t in resp.topics {
+                if t.error_code == 0 {
+                    tracing::info!(topic = %t.name.0, client = ctx.client_id(), "auto-created topic");
+                } else if t.error_code != ResponseError::TopicAlreadyExists.code() {
+                    tracing::warn!(topic = %t.name.0, code = t.error_code, "auto-create failed");
+                }
+            }
+            // Give the records a moment to reach this node's image.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+            while tokio::time::Instant::now() < deadline
+                && topics
+                    .iter()
+                    .any(|t| broker.image().topic(&t.name).is_none())
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "auto-create failed"),
+    }
+}
+
+/// The controller id clients are told: in KRaft clients cannot reach the controllers, so Kafka
+/// names a live broker; here the active controller when it is a live broker, as every node is
+/// both, else the lowest live broker.
+pub fn controller_id_for_clients(ctx: &RequestContext, image: &MetadataImage) -> i32 {
+    let active = ctx.broker.controller.active_controller_id();
+    if image.live_brokers().any(|b| b.broker_id == active) {
+        return active;
+    }
+    image
+        .live_brokers()
+        .map(|b| b.broker_id)
+        .next()
+        .unwrap_or(-1)
 }

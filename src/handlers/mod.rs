@@ -1,7 +1,10 @@
 //! Request dispatch: one module per Kafka API, and the single table of supported versions
 //! that both gates requests and answers ApiVersions.
 
+pub mod allocate_producer_ids;
 pub mod api_versions;
+pub mod broker_heartbeat;
+pub mod broker_registration;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
@@ -9,6 +12,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod find_coordinator;
@@ -38,7 +42,17 @@ use crate::broker::Broker;
 use crate::net::connection::{PendingResponse, Reply};
 use crate::net::frame::encode_response;
 
-/// An API this broker implements and the versions it accepts.
+/// Which kind of listener a connection arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Client traffic: producers, consumers, admin clients.
+    Broker,
+    /// Controller traffic: Raft RPCs, broker registration and heartbeats, forwarded
+    /// controller requests, and admin clients using `--bootstrap-controller`.
+    Controller,
+}
+
+/// An API this node implements, the versions it accepts, and where it serves it.
 pub struct ApiSupport {
     pub key: ApiKey,
     /// Lowest version advertised in ApiVersions.
@@ -46,14 +60,52 @@ pub struct ApiSupport {
     /// Lowest version actually served; below it the connection is closed (KIP-896).
     pub min_served: i16,
     pub max: i16,
+    pub on_broker: bool,
+    pub on_controller: bool,
 }
 
-const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
+impl ApiSupport {
+    pub fn served_on(&self, listener: ListenerKind) -> bool {
+        match listener {
+            ListenerKind::Broker => self.on_broker,
+            ListenerKind::Controller => self.on_controller,
+        }
+    }
+}
+
+/// Served on the client listener only.
+const fn broker(key: ApiKey, min: i16, max: i16) -> ApiSupport {
     ApiSupport {
         key,
         min_advertised: min,
         min_served: min,
         max,
+        on_broker: true,
+        on_controller: false,
+    }
+}
+
+/// Served on the controller listener only.
+const fn controller(key: ApiKey, min: i16, max: i16) -> ApiSupport {
+    ApiSupport {
+        key,
+        min_advertised: min,
+        min_served: min,
+        max,
+        on_broker: false,
+        on_controller: true,
+    }
+}
+
+/// Served on both listeners.
+const fn both(key: ApiKey, min: i16, max: i16) -> ApiSupport {
+    ApiSupport {
+        key,
+        min_advertised: min,
+        min_served: min,
+        max,
+        on_broker: true,
+        on_controller: true,
     }
 }
 
@@ -65,35 +117,43 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
         min_advertised: 0,
         min_served: 3,
         max: 12,
+        on_broker: true,
+        on_controller: false,
     },
-    api(ApiKey::Fetch, 4, 17),
-    api(ApiKey::ListOffsets, 1, 10),
-    api(ApiKey::Metadata, 0, 13),
-    api(ApiKey::OffsetCommit, 2, 9),
-    api(ApiKey::OffsetFetch, 1, 9),
-    api(ApiKey::FindCoordinator, 0, 6),
-    api(ApiKey::JoinGroup, 0, 9),
-    api(ApiKey::Heartbeat, 0, 4),
-    api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::SyncGroup, 0, 5),
-    api(ApiKey::DescribeGroups, 0, 5),
-    api(ApiKey::ListGroups, 0, 5),
-    api(ApiKey::ApiVersions, 0, 4),
-    api(ApiKey::CreateTopics, 2, 7),
-    api(ApiKey::DeleteTopics, 1, 6),
-    api(ApiKey::DeleteRecords, 0, 2),
-    api(ApiKey::InitProducerId, 0, 5),
-    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    api(ApiKey::DescribeConfigs, 1, 4),
-    api(ApiKey::CreatePartitions, 0, 3),
-    api(ApiKey::IncrementalAlterConfigs, 0, 1),
-    api(ApiKey::ListPartitionReassignments, 0, 0),
-    api(ApiKey::DescribeCluster, 0, 2),
-    api(ApiKey::DescribeTopicPartitions, 0, 0),
+    broker(ApiKey::Fetch, 4, 17),
+    broker(ApiKey::ListOffsets, 1, 10),
+    broker(ApiKey::Metadata, 0, 13),
+    broker(ApiKey::OffsetCommit, 2, 9),
+    broker(ApiKey::OffsetFetch, 1, 9),
+    broker(ApiKey::FindCoordinator, 0, 6),
+    broker(ApiKey::JoinGroup, 0, 9),
+    broker(ApiKey::Heartbeat, 0, 4),
+    broker(ApiKey::LeaveGroup, 0, 5),
+    broker(ApiKey::SyncGroup, 0, 5),
+    broker(ApiKey::DescribeGroups, 0, 5),
+    broker(ApiKey::ListGroups, 0, 5),
+    both(ApiKey::ApiVersions, 0, 4),
+    both(ApiKey::CreateTopics, 2, 7),
+    both(ApiKey::DeleteTopics, 1, 6),
+    broker(ApiKey::DeleteRecords, 0, 2),
+    broker(ApiKey::InitProducerId, 0, 5),
+    broker(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    both(ApiKey::DescribeConfigs, 1, 4),
+    both(ApiKey::CreatePartitions, 0, 3),
+    both(ApiKey::IncrementalAlterConfigs, 0, 1),
+    broker(ApiKey::ListPartitionReassignments, 0, 0),
+    both(ApiKey::DescribeQuorum, 0, 2),
+    both(ApiKey::DescribeCluster, 0, 2),
+    controller(ApiKey::BrokerRegistration, 0, 4),
+    controller(ApiKey::BrokerHeartbeat, 0, 1),
+    controller(ApiKey::AllocateProducerIds, 0, 0),
+    broker(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
-pub fn support_for(key: ApiKey) -> Option<&'static ApiSupport> {
-    SUPPORTED_APIS.iter().find(|a| a.key == key)
+pub fn support_for(key: ApiKey, listener: ListenerKind) -> Option<&'static ApiSupport> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|a| a.key == key && a.served_on(listener))
 }
 
 /// What a handler needs to know about the request it serves.
@@ -103,6 +163,7 @@ pub struct RequestContext {
     pub api_key: ApiKey,
     pub api_version: i16,
     pub peer: SocketAddr,
+    pub listener: ListenerKind,
 }
 
 impl RequestContext {
@@ -122,6 +183,12 @@ impl RequestContext {
                 Reply::Close
             }
         }
+    }
+
+    /// Whether the request came from another Gregor node's controller channel; such requests
+    /// are never forwarded again (no forwarding loops during an election).
+    pub fn is_from_broker(&self) -> bool {
+        self.client_id().starts_with("gregor-broker-")
     }
 
     pub fn client_id(&self) -> &str {
@@ -144,17 +211,28 @@ fn close(peer: SocketAddr, why: &str) -> PendingResponse {
 
 /// Parses one request frame and starts serving it. Requests are started in arrival order;
 /// the returned future finishes the response.
-pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> PendingResponse {
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: SocketAddr,
+    listener: ListenerKind,
+) -> PendingResponse {
     if frame.len() < 8 {
         return close(peer, "request shorter than a request header");
     }
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    if raw_key == gregor_raft::RAFT_RPC_API_KEY && listener == ListenerKind::Controller {
+        let quorum = broker.quorum.clone();
+        return Box::pin(async move {
+            Reply::Frame(with_size_prefix(&quorum.handle_rpc_frame(frame).await))
+        });
+    }
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(api_key) = ApiKey::try_from(raw_key) else {
         return close(peer, "unknown api key");
     };
-    let Some(support) = support_for(api_key) else {
+    let Some(support) = support_for(api_key, listener) else {
         tracing::debug!(%peer, ?api_key, "unsupported api");
         return close(peer, "api not supported by this broker");
     };
@@ -162,7 +240,10 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> P
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer an unknown ApiVersions version with v0 and our key list, so the
             // client can pick a version it shares with us.
-            return ready(api_versions::unsupported_version_reply(correlation_id));
+            return ready(api_versions::unsupported_version_reply(
+                correlation_id,
+                listener,
+            ));
         }
         tracing::info!(%peer, ?api_key, version, "unsupported version");
         return close(peer, "unsupported api version");
@@ -186,6 +267,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> P
         api_key,
         api_version: version,
         peer,
+        listener,
     };
     match request {
         RequestKind::ApiVersions(r) => {
@@ -235,6 +317,22 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> P
         RequestKind::DescribeCluster(r) => ready(ctx.reply(ResponseKind::DescribeCluster(
             describe_cluster::handle(&ctx, r),
         ))),
+        RequestKind::DescribeQuorum(r) => {
+            let resp = describe_quorum::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::DescribeQuorum(resp)))
+        }
+        RequestKind::BrokerRegistration(r) => {
+            let resp = broker_registration::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::BrokerRegistration(resp)))
+        }
+        RequestKind::BrokerHeartbeat(r) => {
+            let resp = broker_heartbeat::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::BrokerHeartbeat(resp)))
+        }
+        RequestKind::AllocateProducerIds(r) => {
+            let resp = allocate_producer_ids::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::AllocateProducerIds(resp)))
+        }
         RequestKind::FindCoordinator(r) => ready(ctx.reply(ResponseKind::FindCoordinator(
             find_coordinator::handle(&ctx, r),
         ))),
@@ -266,6 +364,14 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> P
             close(peer, "no handler")
         }
     }
+}
+
+/// A frame body with its 4-byte size in front.
+fn with_size_prefix(body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    Bytes::from(out)
 }
 
 /// `Some(StrBytes)` of a message, for error_message fields.

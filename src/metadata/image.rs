@@ -44,7 +44,7 @@ impl TopicImage {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetadataImage {
     /// Index of the last record applied (0 = none).
     pub last_offset: u64,
@@ -58,15 +58,97 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
-    /// Applies one committed record. Records are validated by the controller before they are
-    /// proposed, so a record that does not fit the image is a broken invariant.
-    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) {
+    /// Applies one committed batch of records (one metadata log entry, applied atomically).
+    /// Records are validated by the controller before they are proposed, so a record that does
+    /// not fit the image is a broken invariant.
+    pub fn apply_batch(&mut self, offset: u64, records: &[MetadataRecord]) {
         assert!(
             offset > self.last_offset,
             "metadata records applied out of order: {offset} after {}",
             self.last_offset
         );
+        for record in records {
+            self.apply_record(record);
+        }
         self.last_offset = offset;
+    }
+
+    /// Applies one committed record as its own entry.
+    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) {
+        self.apply_batch(offset, std::slice::from_ref(record));
+    }
+
+    /// The image as records that rebuild it from nothing: the content of a metadata snapshot,
+    /// as in KRaft, where snapshots are records too.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            out.push(MetadataRecord::ClusterId {
+                cluster_id: cluster_id.clone(),
+            });
+        }
+        for b in self.brokers.values() {
+            out.push(MetadataRecord::RegisterBroker {
+                broker_id: b.broker_id,
+                broker_epoch: b.broker_epoch,
+                incarnation_id: b.incarnation_id,
+                endpoints: b.endpoints.clone(),
+                rack: b.rack.clone(),
+            });
+            if !b.fenced {
+                out.push(MetadataRecord::BrokerFencing {
+                    broker_id: b.broker_id,
+                    broker_epoch: b.broker_epoch,
+                    fenced: false,
+                });
+            }
+        }
+        for t in self.topics.values() {
+            out.push(MetadataRecord::Topic {
+                name: t.name.clone(),
+                topic_id: t.topic_id,
+            });
+            for (p, r) in &t.partitions {
+                out.push(MetadataRecord::Partition {
+                    topic_id: t.topic_id,
+                    partition: *p,
+                    replicas: r.replicas.clone(),
+                    isr: r.isr.clone(),
+                    leader: r.leader,
+                    leader_epoch: r.leader_epoch,
+                    partition_epoch: r.partition_epoch,
+                });
+            }
+        }
+        for (resource, configs) in &self.configs {
+            for (name, value) in configs {
+                out.push(MetadataRecord::Config {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        // An empty block moves the next producer id without handing any out.
+        out.push(MetadataRecord::ProducerIds {
+            broker_id: -1,
+            first_producer_id: self.next_producer_id,
+            size: 0,
+        });
+        out
+    }
+
+    /// Rebuilds an image from a snapshot's records, as of `offset`.
+    pub fn from_records(offset: u64, records: &[MetadataRecord]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for record in records {
+            image.apply_record(record);
+        }
+        image.last_offset = offset;
+        image
+    }
+
+    fn apply_record(&mut self, record: &MetadataRecord) {
         match record {
             MetadataRecord::ClusterId { cluster_id } => self.cluster_id = Some(cluster_id.clone()),
             MetadataRecord::RegisterBroker {
@@ -243,6 +325,62 @@ mod tests {
         assert!(image.topic("t").is_none());
         assert!(image.topic_configs("t").is_none());
         assert!(image.topics_by_id.is_empty());
+    }
+
+    #[test]
+    fn snapshot_records_rebuild_the_same_image() {
+        let mut image = MetadataImage::default();
+        let id = Uuid::new_v4();
+        let batch = vec![
+            MetadataRecord::ClusterId {
+                cluster_id: "c".into(),
+            },
+            MetadataRecord::RegisterBroker {
+                broker_id: 1,
+                broker_epoch: 5,
+                incarnation_id: Uuid::new_v4(),
+                endpoints: vec![],
+                rack: None,
+            },
+            MetadataRecord::BrokerFencing {
+                broker_id: 1,
+                broker_epoch: 5,
+                fenced: false,
+            },
+            MetadataRecord::RegisterBroker {
+                broker_id: 2,
+                broker_epoch: 6,
+                incarnation_id: Uuid::new_v4(),
+                endpoints: vec![],
+                rack: Some("r".into()),
+            },
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id,
+            },
+            MetadataRecord::Partition {
+                topic_id: id,
+                partition: 0,
+                replicas: vec![1, 2],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 3,
+                partition_epoch: 4,
+            },
+            MetadataRecord::Config {
+                resource: ConfigResource::topic("t"),
+                name: "retention.ms".into(),
+                value: Some("1".into()),
+            },
+            MetadataRecord::ProducerIds {
+                broker_id: 1,
+                first_producer_id: 0,
+                size: 1000,
+            },
+        ];
+        image.apply_batch(7, &batch);
+        let rebuilt = MetadataImage::from_records(7, &image.to_records());
+        assert_eq!(rebuilt, image);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! state (the replica manager creates, updates and deletes partition logs).
 
 pub mod image;
-pub mod local_log;
 pub mod records;
+pub mod state_machine;
 pub mod topic_config;
 
 use std::sync::Arc;
@@ -67,6 +67,26 @@ impl MetadataPublisher {
         for (offset, record) in records {
             new.apply(*offset, record);
         }
+        self.publish(old, new);
+    }
+
+    /// Applies one committed entry (a batch of records that commit together).
+    pub fn apply_batch(&self, offset: u64, records: &[MetadataRecord]) {
+        let _guard = self.apply_lock.lock();
+        let old = self.image();
+        let mut new = (*old).clone();
+        new.apply_batch(offset, records);
+        self.publish(old, new);
+    }
+
+    /// Replaces the image with one rebuilt from a snapshot.
+    pub fn restore(&self, offset: u64, records: &[MetadataRecord]) {
+        let _guard = self.apply_lock.lock();
+        let old = self.image();
+        self.publish(old, MetadataImage::from_records(offset, records));
+    }
+
+    fn publish(&self, old: Arc<MetadataImage>, new: MetadataImage) {
         let new = Arc::new(new);
         *self.image.write() = new.clone();
         let listeners = self.listeners.read().clone();

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::frame::{read_frame, FrameError};
 use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{self, ListenerKind};
 
 /// What a request ends in.
 pub enum Reply {
@@ -33,7 +33,12 @@ pub enum Reply {
 /// A response still being computed.
 pub type PendingResponse = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: ListenerKind,
+) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let max_request_bytes = broker.config.socket_request_max_bytes;
@@ -70,7 +75,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                     break;
                 }
             };
-            let pending = handlers::dispatch(&broker, frame, peer).await;
+            let pending = handlers::dispatch(&broker, frame, peer, listener).await;
             if tx.send(pending).await.is_err() {
                 break;
             }

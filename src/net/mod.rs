@@ -10,10 +10,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::broker::Broker;
+use crate::handlers::ListenerKind;
 
 /// Accepts connections, at most `max.connections` at once, backing off when accept fails
 /// (e.g. out of file descriptors) instead of spinning.
-pub async fn run_listener(listener: TcpListener, broker: Arc<Broker>) {
+pub async fn run_listener(listener: TcpListener, broker: Arc<Broker>, kind: ListenerKind) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let mut backoff_ms = 1u64;
     loop {
@@ -27,7 +28,7 @@ pub async fn run_listener(listener: TcpListener, broker: Arc<Broker>) {
                 backoff_ms = 1;
                 let broker = broker.clone();
                 tokio::spawn(async move {
-                    connection::serve(stream, peer, broker).await;
+                    connection::serve(stream, peer, broker, kind).await;
                     drop(permit);
                 });
             }

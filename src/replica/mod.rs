@@ -73,9 +73,10 @@ impl ReplicaManager {
         self.config.node_id
     }
 
-    /// Opens every partition the image assigns to this broker and deletes partition
-    /// directories the image no longer knows (topics deleted while the broker was down).
-    pub fn startup(&self, image: &MetadataImage) {
+    /// Deletes partition directories that the image does not assign to this broker (topics
+    /// deleted while it was down). Called once the broker has caught up with the metadata
+    /// log, never before: an image that is still behind would make live logs look stray.
+    pub fn delete_stray_logs(&self, image: &MetadataImage) {
         self.reconcile(image);
         let known: HashSet<String> = self
             .partitions

@@ -34,6 +34,16 @@ impl Client {
         }
     }
 
+    pub fn try_connect(addr: &str) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
     /// Sends raw bytes as they are (no size prefix added).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)

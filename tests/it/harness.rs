@@ -89,17 +89,32 @@ impl Node {
             .spawn()
             .expect("start gregor");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        self.wait_until_serving(1, Duration::from_secs(30));
+    }
+
+    /// Waits until the node answers Metadata listing at least `brokers` live brokers (it
+    /// elected or found a controller, registered, and was unfenced).
+    pub fn wait_until_serving(&mut self, brokers: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
                     "gregor exited during start-up with {status}; log:\n{}",
                     self.log()
                 );
             }
+            if let Ok(mut c) = crate::client::Client::try_connect(&self.bootstrap()) {
+                let req =
+                    kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![]));
+                if let Ok(meta) = c.request(&req, 12) {
+                    if meta.brokers.len() >= brokers && meta.controller_id.0 >= 0 {
+                        return;
+                    }
+                }
+            }
             assert!(
                 Instant::now() < deadline,
-                "gregor did not start listening; log:\n{}",
+                "gregor did not start serving; log:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
