@@ -36,7 +36,7 @@ impl Client {
 
     pub fn try_connect(addr: &str) -> std::io::Result<Client> {
         let stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         stream.set_nodelay(true)?;
         Ok(Client {
             stream,

@@ -24,7 +24,14 @@ pub fn free_port() -> u16 {
 
 /// One `gregor` node process with its own data directory.
 pub struct Node {
+    pub node_id: i32,
+    /// The loopback address it listens on (and sends node-to-node traffic from).
+    pub host: String,
     pub port: u16,
+    /// Its controller listener's port (multi-node clusters only).
+    pub controller_port: Option<u16>,
+    /// Live brokers its Metadata must list before it counts as serving.
+    expected_brokers: usize,
     pub dir: PathBuf,
     config_path: PathBuf,
     child: Option<Child>,
@@ -56,7 +63,11 @@ impl Node {
         let config_path = dir.join("node.properties");
         std::fs::write(&config_path, props).unwrap();
         Node {
+            node_id: 1,
+            host: "127.0.0.1".into(),
             port,
+            controller_port: None,
+            expected_brokers: 1,
             dir: dir.to_path_buf(),
             config_path,
             child: None,
@@ -65,7 +76,15 @@ impl Node {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn bootstrap_controller(&self) -> String {
+        format!(
+            "{}:{}",
+            self.host,
+            self.controller_port.expect("a cluster node")
+        )
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -89,7 +108,9 @@ impl Node {
             .spawn()
             .expect("start gregor");
         self.child = Some(child);
-        self.wait_until_serving(1, Duration::from_secs(30));
+        if self.expected_brokers == 1 {
+            self.wait_until_serving(1, Duration::from_secs(30));
+        }
     }
 
     /// Waits until the node answers Metadata listing at least `brokers` live brokers (it
@@ -238,4 +259,82 @@ pub fn python() -> PathBuf {
         .expect("python-env.sh");
     assert!(out.status.success(), "python-env.sh failed");
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A cluster of `gregor` nodes, each a voter of the metadata quorum and a broker, on its own
+/// loopback address (127.0.0.11, .12, ...) so links between nodes can be cut with iptables.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(size: usize, extra: &[(&str, &str)]) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("gregor-cluster-")
+            .tempdir()
+            .unwrap();
+        // Each cluster gets its own /24 inside 127/8, so one test's iptables rules never touch
+        // another test's cluster.
+        static NEXT_SUBNET: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let subnet = NEXT_SUBNET.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250 + 1;
+        let hosts: Vec<String> = (0..size)
+            .map(|i| format!("127.0.{subnet}.{}", 11 + i))
+            .collect();
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let voters: Vec<String> = (0..size)
+            .map(|i| format!("{}@{}:{}", i + 1, hosts[i], ports[i].1))
+            .collect();
+        let mut nodes = Vec::new();
+        for i in 0..size {
+            let dir = tmp.path().join(format!("node-{}", i + 1));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (port, cport) = ports[i];
+            let host = &hosts[i];
+            let mut props = format!(
+                "node.id={}\nlisteners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}\nadvertised.listeners=PLAINTEXT://{host}:{port}\ncontroller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\nlog.dirs={}\nnum.partitions=1\nbroker.heartbeat.interval.ms=500\nbroker.session.timeout.ms=3000\ngroup.initial.rebalance.delay.ms=0\n",
+                i + 1,
+                voters.join(","),
+                dir.join("data").display()
+            );
+            for (k, v) in extra {
+                props.push_str(&format!("{k}={v}\n"));
+            }
+            let config_path = dir.join("node.properties");
+            std::fs::write(&config_path, props).unwrap();
+            nodes.push(Node {
+                node_id: i as i32 + 1,
+                host: host.clone(),
+                port,
+                controller_port: Some(cport),
+                expected_brokers: size,
+                dir,
+                config_path,
+                child: None,
+                _tmp: None,
+            });
+        }
+        for n in nodes.iter_mut() {
+            n.restart();
+        }
+        let mut cluster = Cluster { nodes, _tmp: tmp };
+        cluster.wait_until_serving(size, Duration::from_secs(60));
+        cluster
+    }
+
+    pub fn node(&mut self, id: i32) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.node_id == id)
+            .expect("node id")
+    }
+
+    /// Waits until every running node lists `brokers` live brokers.
+    pub fn wait_until_serving(&mut self, brokers: usize, timeout: Duration) {
+        for n in self.nodes.iter_mut() {
+            if n.is_running() {
+                n.wait_until_serving(brokers, timeout);
+            }
+        }
+    }
 }

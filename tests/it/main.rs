@@ -6,6 +6,7 @@ mod api_coverage;
 mod bad_input;
 mod cli;
 mod client;
+mod cluster;
 mod crash;
 mod harness;
 mod librdkafka;
