@@ -19,13 +19,13 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::controller::channel::ControllerChannel;
 use crate::controller::{BrokerRegistrationInput, Controller};
 use crate::error::ApiError;
 use crate::group::GroupCoordinator;
 use crate::handlers::ListenerKind;
 use crate::metadata::state_machine::MetadataStateMachine;
 use crate::metadata::{BrokerEndpoint, MetadataImage, MetadataPublisher};
+use crate::net::node_channel::NodeChannel;
 use crate::replica::ReplicaManager;
 
 /// The directory, under `log.dirs`, of the metadata log (Kafka's name for it).
@@ -43,7 +43,7 @@ pub struct Broker {
     pub replica_manager: Arc<ReplicaManager>,
     pub group_coordinator: Arc<GroupCoordinator>,
     /// Requests to the active controller when it is another node.
-    controller_channel: ControllerChannel,
+    node_channel: NodeChannel,
     /// Controller listeners of the voters, by node id.
     voter_addrs: BTreeMap<i32, SocketAddr>,
     /// This process's identity towards the controller; a restart gets a new one.
@@ -120,7 +120,7 @@ impl Broker {
             "node started"
         );
         Ok(Arc::new(Broker {
-            controller_channel: ControllerChannel::new(config.node_id, source_addr),
+            node_channel: NodeChannel::new(config.node_id, source_addr),
             config,
             metadata,
             quorum,
@@ -172,6 +172,7 @@ impl Broker {
         ));
         tasks.push(tokio::spawn(self.group_coordinator.clone().run_timers()));
         tasks.push(tokio::spawn(self.controller.clone().run_liveness_checks()));
+        tasks.push(tokio::spawn(crate::replica::fetcher::run(self.clone())));
         tasks.push(tokio::spawn(self.clone().run_lifecycle()));
         self.tasks.lock().extend(tasks);
         Ok(addrs)
@@ -179,6 +180,11 @@ impl Broker {
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
+    }
+
+    /// Requests to other nodes (the active controller, partition leaders).
+    pub fn node_channel(&self) -> &NodeChannel {
+        &self.node_channel
     }
 
     /// The controller listener of a voter.
@@ -204,7 +210,7 @@ impl Broker {
                 "No active controller is known",
             ));
         };
-        self.controller_channel
+        self.node_channel
             .send(addr, request, version, CONTROLLER_REQUEST_TIMEOUT)
             .await
             .map_err(|e| {

@@ -12,7 +12,6 @@
 //! fenced and loses its leaderships; a fenced broker that caught up with the metadata log is
 //! unfenced and offline partitions it can lead get it as leader.
 
-pub mod channel;
 pub mod election;
 pub mod placement;
 

@@ -8,14 +8,16 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
 use super::RequestContext;
 use crate::net::connection::PendingResponse;
-use crate::replica::TopicPartition;
+use crate::replica::{FollowerFetch, TopicPartition};
 
 /// Upper bound on a single long poll, whatever the client asks.
 const MAX_WAIT_MS_LIMIT: i32 = 60_000;
@@ -53,6 +55,14 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
     };
     let mut total = 0usize;
     let mut has_error = false;
+    let mut high_watermark_advanced = false;
+    // A follower identifies itself by replica id (in ReplicaState from v15 on); consumers
+    // send -1.
+    let replica_id = if ctx.api_version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let name = if ctx.api_version >= 13 {
@@ -63,6 +73,54 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let mut data = PartitionData::default().with_partition_index(p.partition);
+            if replica_id >= 0 {
+                let fetch = FollowerFetch {
+                    replica_id,
+                    fetch_offset: p.fetch_offset,
+                    current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                };
+                let result = match &name {
+                    None => Err(crate::error::ApiError::new(ResponseError::UnknownTopicId)),
+                    Some(name) => rm
+                        .get_partition(&image, &TopicPartition::new(name.clone(), p.partition))
+                        .and_then(|partition| {
+                            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+                            partition.read_for_follower(&fetch, limit)
+                        }),
+                };
+                match result {
+                    Ok(read) => {
+                        high_watermark_advanced |= read.high_watermark_advanced;
+                        total += read.records.len();
+                        remaining = remaining.saturating_sub(read.records.len());
+                        data = data
+                            .with_high_watermark(read.high_watermark)
+                            .with_last_stable_offset(read.high_watermark)
+                            .with_log_start_offset(read.log_start_offset)
+                            .with_records(Some(read.records));
+                        if let Some((epoch, end_offset)) = read.diverging_epoch {
+                            // Answer at once: the follower must truncate before fetching more.
+                            has_error = true;
+                            data = data.with_diverging_epoch(
+                                EpochEndOffset::default()
+                                    .with_epoch(epoch)
+                                    .with_end_offset(end_offset),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        has_error = true;
+                        data = data
+                            .with_error_code(e.code())
+                            .with_high_watermark(-1)
+                            .with_last_stable_offset(-1)
+                            .with_records(Some(Bytes::new()));
+                    }
+                }
+                partitions.push(data);
+                continue;
+            }
             let result = match &name {
                 None => Err(crate::error::ApiError::new(ResponseError::UnknownTopicId)),
                 Some(name) => rm
@@ -101,6 +159,10 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
                 .with_topic_id(topic.topic_id)
                 .with_partitions(partitions),
         );
+    }
+    if high_watermark_advanced {
+        // Consumers waiting for data below the HW, and acks=all producers, can go on.
+        rm.data_arrived().notify_waiters();
     }
     (
         FetchResponse::default()

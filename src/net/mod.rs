@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod frame;
+pub mod node_channel;
 
 use std::sync::Arc;
 use std::time::Duration;

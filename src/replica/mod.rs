@@ -1,6 +1,7 @@
 //! The replica manager: the partitions this broker hosts, kept in step with the metadata
 //! image, and the operations the data-path handlers run on them (Kafka's `ReplicaManager`).
 
+pub mod fetcher;
 pub mod partition;
 pub mod producer_state;
 
@@ -15,8 +16,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use partition::{
-    AppendResult, Partition, PartitionConfig, PartitionId, ReadResult, ACKS_ALL, ACKS_LEADER,
-    ACKS_NONE,
+    AppendResult, FollowerFetch, FollowerFetchState, FollowerRead, Partition, PartitionConfig,
+    PartitionId, ReadResult, ACKS_ALL, ACKS_LEADER, ACKS_NONE,
 };
 
 use crate::clock::now_ms;
@@ -252,6 +253,15 @@ impl ReplicaManager {
     /// for data so that no wake-up falls between the check and the wait.
     pub fn data_arrived(&self) -> &Notify {
         &self.data_arrived
+    }
+
+    /// Partitions this broker follows, with what their next fetch sends.
+    pub fn followed_partitions(&self) -> Vec<(TopicPartition, Arc<Partition>, FollowerFetchState)> {
+        self.partitions
+            .read()
+            .iter()
+            .filter_map(|(tp, p)| p.follower_fetch_state().map(|s| (tp.clone(), p.clone(), s)))
+            .collect()
     }
 
     pub fn partition_count(&self) -> usize {

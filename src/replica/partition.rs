@@ -38,6 +38,37 @@ pub struct AppendResult {
     pub log_start_offset: i64,
 }
 
+/// A follower's fetch of one partition.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowerFetch {
+    pub replica_id: i32,
+    pub fetch_offset: i64,
+    pub current_leader_epoch: i32,
+    pub last_fetched_epoch: i32,
+}
+
+/// What the leader answers a follower.
+#[derive(Clone, Debug)]
+pub struct FollowerRead {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// (epoch, end offset) when the follower's log diverged from the leader's.
+    pub diverging_epoch: Option<(i32, i64)>,
+    pub high_watermark_advanced: bool,
+}
+
+/// A follower's position, for its next fetch.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowerFetchState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+    pub log_start_offset: i64,
+}
+
 /// What a read returned, for the Fetch response.
 #[derive(Clone, Debug)]
 pub struct ReadResult {
@@ -155,6 +186,20 @@ impl Partition {
         if registration.leader_epoch != s.leader_epoch {
             s.follower_log_end_offsets.clear();
         }
+        let becomes_leader = registration.leader == self.local_broker_id
+            && (s.leader != self.local_broker_id || registration.leader_epoch != s.leader_epoch);
+        if becomes_leader {
+            // Kafka's `makeLeader`: the new epoch starts at this replica's log end, so that
+            // followers that diverge from it can find where (OffsetForLeaderEpoch /
+            // DivergingEpoch) and truncate there.
+            let leo = s.log.log_end_offset();
+            if let Err(e) = s
+                .log
+                .maybe_assign_epoch_start_offset(registration.leader_epoch, leo)
+            {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot record the new leader epoch");
+            }
+        }
         s.leader = registration.leader;
         s.leader_epoch = registration.leader_epoch;
         s.partition_epoch = registration.partition_epoch;
@@ -231,6 +276,156 @@ impl Partition {
             s.high_watermark = new_hw;
             self.high_watermark_tx.send_replace(new_hw);
         }
+    }
+
+    /// A follower's fetch (Kafka's `fetchRecords` for a replica): checks that the follower's
+    /// log does not diverge from this leader's, records its log end offset (its fetch offset),
+    /// advances the HW, and returns records up to the log end.
+    pub fn read_for_follower(
+        &self,
+        fetch: &FollowerFetch,
+        max_bytes: usize,
+    ) -> Result<FollowerRead, ApiError> {
+        let mut s = self.state.lock();
+        self.check_leader(&s, fetch.current_leader_epoch)?;
+        if !s.replicas.contains(&fetch.replica_id) {
+            return Err(ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "Broker {} is not a replica of {}-{}",
+                    fetch.replica_id, self.topic, self.index
+                ),
+            ));
+        }
+        let log_start_offset = s.log.log_start_offset();
+        let log_end_offset = s.log.log_end_offset();
+        let hw_before = s.high_watermark;
+        // KIP-320: a follower whose last fetched epoch ends earlier here than its fetch
+        // offset (or which this leader never saw) has diverged; tell it where to truncate.
+        if fetch.last_fetched_epoch >= 0 {
+            let diverging = match s.log.end_offset_for_epoch(fetch.last_fetched_epoch) {
+                Some((epoch, end))
+                    if epoch == fetch.last_fetched_epoch && end >= fetch.fetch_offset =>
+                {
+                    None
+                }
+                Some((epoch, end)) => Some((epoch, end)),
+                None => Some((-1, -1)),
+            };
+            if let Some((epoch, end_offset)) = diverging {
+                return Ok(FollowerRead {
+                    records: Bytes::new(),
+                    high_watermark: s.high_watermark,
+                    log_start_offset,
+                    log_end_offset,
+                    diverging_epoch: Some((epoch, end_offset)),
+                    high_watermark_advanced: false,
+                });
+            }
+        }
+        if fetch.fetch_offset < log_start_offset || fetch.fetch_offset > log_end_offset {
+            return Err(ApiError::with_message(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "Offset {} is out of range [{log_start_offset}, {log_end_offset}]",
+                    fetch.fetch_offset
+                ),
+            ));
+        }
+        // A follower's fetch offset is its log end offset: everything before it is held.
+        s.follower_log_end_offsets
+            .insert(fetch.replica_id, fetch.fetch_offset);
+        self.maybe_increment_high_watermark(&mut s);
+        let records = if fetch.fetch_offset < log_end_offset {
+            s.log
+                .read(fetch.fetch_offset, max_bytes, log_end_offset, true)?
+                .records
+        } else {
+            Bytes::new()
+        };
+        Ok(FollowerRead {
+            records,
+            high_watermark: s.high_watermark,
+            log_start_offset,
+            log_end_offset,
+            diverging_epoch: None,
+            high_watermark_advanced: s.high_watermark > hw_before,
+        })
+    }
+
+    /// This replica's end offset of `epoch` (OffsetForLeaderEpoch semantics).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.state.lock().log.end_offset_for_epoch(epoch)
+    }
+
+    /// What a follower sends in its next fetch for this partition.
+    pub fn follower_fetch_state(&self) -> Option<FollowerFetchState> {
+        let s = self.state.lock();
+        if s.leader == self.local_broker_id || s.leader < 0 {
+            return None;
+        }
+        Some(FollowerFetchState {
+            leader: s.leader,
+            leader_epoch: s.leader_epoch,
+            fetch_offset: s.log.log_end_offset(),
+            last_fetched_epoch: s.log.latest_epoch().unwrap_or(-1),
+            log_start_offset: s.log.log_start_offset(),
+        })
+    }
+
+    /// A follower appends what its leader sent (offsets and epochs as the leader assigned
+    /// them) and takes the leader's HW, capped by its own log end.
+    pub fn append_as_follower(
+        &self,
+        leader_epoch: i32,
+        records: &Bytes,
+        leader_high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
+        let mut s = self.state.lock();
+        if s.leader_epoch != leader_epoch || s.leader == self.local_broker_id {
+            return Ok(()); // the response belongs to an older leadership; the next fetch redoes it
+        }
+        if !records.is_empty() {
+            let info = s.log.append_as_follower(records, now_ms)?;
+            for batch in &info.batches {
+                s.producers.update(batch);
+            }
+        }
+        let hw = leader_high_watermark.min(s.log.log_end_offset());
+        if hw > s.high_watermark {
+            s.high_watermark = hw;
+            self.high_watermark_tx.send_replace(hw);
+        }
+        Ok(())
+    }
+
+    /// Truncates a follower's log after a divergence (never below its log start), with its
+    /// producer state.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), ApiError> {
+        let mut s = self.state.lock();
+        let target = offset.max(s.log.log_start_offset());
+        if target >= s.log.log_end_offset() {
+            return Ok(());
+        }
+        tracing::info!(topic = %self.topic, partition = self.index, from = s.log.log_end_offset(), to = target, "truncating diverged log");
+        s.log.truncate_to(target)?;
+        s.producers.truncate_to(target);
+        if s.high_watermark > s.log.log_end_offset() {
+            s.high_watermark = s.log.log_end_offset();
+        }
+        Ok(())
+    }
+
+    /// A follower that fell behind the leader's log start starts over there.
+    pub fn restart_at(&self, offset: i64) -> Result<(), ApiError> {
+        let mut s = self.state.lock();
+        tracing::info!(topic = %self.topic, partition = self.index, offset, "follower behind the leader's log start: restarting the log");
+        s.log.truncate_fully_and_start_at(offset)?;
+        s.producers.truncate_to(0);
+        s.high_watermark = offset;
+        self.high_watermark_tx.send_replace(offset);
+        Ok(())
     }
 
     /// Appends one client batch as leader (Kafka's `appendRecordsToLeader`).

@@ -10,4 +10,5 @@ mod cluster;
 mod crash;
 mod harness;
 mod librdkafka;
+mod replication;
 mod retention;

@@ -1,7 +1,7 @@
-//! The channel from a broker to the active controller (Kafka's
-//! `NodeToControllerChannelManager`): Kafka requests sent to a controller listener, used for
-//! broker registration and heartbeats and to forward controller requests that a client
-//! sent to a broker that is not the active controller.
+//! Kafka requests from this node to another (Kafka's `NodeToControllerChannelManager` and
+//! the replica fetcher's client): broker registration, heartbeats and forwarded controller
+//! requests to the active controller's controller listener, and follower fetches to
+//! partition leaders.
 //!
 //! # Invariants
 //! - A pooled connection has no request in flight: it is taken out of the pool for exactly
@@ -18,22 +18,22 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Largest response accepted from a controller.
+/// Largest response accepted (a follower fetch may carry many partitions' records).
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
-/// Idle connections kept per controller.
+/// Idle connections kept per destination.
 const POOL_SIZE_MAX: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    #[error("controller {0} unreachable: {1}")]
+    #[error("node {0} unreachable: {1}")]
     Io(SocketAddr, std::io::Error),
-    #[error("controller {0} did not answer within {1:?}")]
+    #[error("node {0} did not answer within {1:?}")]
     Timeout(SocketAddr, Duration),
-    #[error("bad response from controller {0}: {1}")]
+    #[error("bad response from node {0}: {1}")]
     Protocol(SocketAddr, String),
 }
 
-pub struct ControllerChannel {
+pub struct NodeChannel {
     client_id: StrBytes,
     /// Outgoing connections start from this address, so fault tests can cut node-to-node
     /// links by source address.
@@ -42,9 +42,9 @@ pub struct ControllerChannel {
     next_correlation_id: std::sync::atomic::AtomicI32,
 }
 
-impl ControllerChannel {
+impl NodeChannel {
     pub fn new(node_id: i32, source_addr: Option<IpAddr>) -> Self {
-        ControllerChannel {
+        NodeChannel {
             client_id: StrBytes::from_string(format!("gregor-broker-{node_id}")),
             source_addr,
             pool: Mutex::new(HashMap::new()),

@@ -1,0 +1,189 @@
+//! The replica fetcher (Kafka's `ReplicaFetcherThread`): for every partition this broker
+//! follows, fetch from its leader with this broker's replica id, append what arrives
+//! verbatim, take the leader's high watermark, and truncate where the leader says the logs
+//! diverged.
+//!
+//! One task per leader broker long-polls all the partitions this broker follows on it; the
+//! set is re-read from the replica manager before every fetch, so leadership changes in the
+//! metadata image take effect at the next round without any other bookkeeping.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+
+use super::{Partition, TopicPartition};
+use crate::broker::Broker;
+use crate::clock::now_ms;
+
+/// Fetch version the followers speak: names topics, carries DivergingEpoch (KIP-320).
+const FETCH_VERSION: i16 = 12;
+/// How long the leader may hold a follower fetch that finds nothing new.
+const FETCH_MAX_WAIT_MS: i32 = 500;
+const FETCH_MAX_BYTES: i32 = 16 << 20;
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+/// Pause after a failed fetch before trying again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// How often the supervisor looks for leaders that need a fetcher.
+const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Starts a fetcher for each leader this broker follows partitions on, for the life of the
+/// process.
+pub async fn run(broker: Arc<Broker>) {
+    let running: Arc<Mutex<HashSet<i32>>> = Arc::default();
+    loop {
+        let leaders: HashSet<i32> = broker
+            .replica_manager
+            .followed_partitions()
+            .into_iter()
+            .map(|(_, _, state)| state.leader)
+            .collect();
+        for leader in leaders {
+            if running.lock().insert(leader) {
+                let (broker, running) = (broker.clone(), running.clone());
+                tokio::spawn(async move {
+                    fetch_from_leader(&broker, leader).await;
+                    running.lock().remove(&leader);
+                });
+            }
+        }
+        tokio::time::sleep(SUPERVISE_INTERVAL).await;
+    }
+}
+
+/// The client endpoint of a live broker.
+fn broker_addr(broker: &Broker, id: i32) -> Option<SocketAddr> {
+    let image = broker.image();
+    let b = image.brokers.get(&id).filter(|b| !b.fenced)?;
+    let ep = b.endpoints.first()?;
+    (ep.host.as_str(), ep.port).to_socket_addrs().ok()?.next()
+}
+
+/// Fetches from one leader until this broker follows nothing on it.
+async fn fetch_from_leader(broker: &Broker, leader: i32) {
+    tracing::debug!(leader, "replica fetcher started");
+    loop {
+        let partitions: Vec<(TopicPartition, Arc<Partition>, super::FollowerFetchState)> = broker
+            .replica_manager
+            .followed_partitions()
+            .into_iter()
+            .filter(|(_, _, s)| s.leader == leader)
+            .collect();
+        if partitions.is_empty() {
+            tracing::debug!(leader, "replica fetcher stopped: nothing to follow");
+            return;
+        }
+        let Some(addr) = broker_addr(broker, leader) else {
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            continue;
+        };
+        let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for (tp, _, s) in &partitions {
+            by_topic.entry(tp.topic.clone()).or_default().push(
+                FetchPartition::default()
+                    .with_partition(tp.partition)
+                    .with_current_leader_epoch(s.leader_epoch)
+                    .with_fetch_offset(s.fetch_offset)
+                    .with_last_fetched_epoch(s.last_fetched_epoch)
+                    .with_log_start_offset(s.log_start_offset)
+                    .with_partition_max_bytes(PARTITION_MAX_BYTES),
+            );
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(broker.config.node_id))
+            .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(FETCH_MAX_BYTES)
+            .with_session_epoch(-1)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(t)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let timeout = Duration::from_millis(FETCH_MAX_WAIT_MS as u64) + Duration::from_secs(5);
+        let response = match broker
+            .node_channel()
+            .send(addr, &request, FETCH_VERSION, timeout)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "follower fetch failed");
+                tokio::time::sleep(RETRY_BACKOFF).await;
+                continue;
+            }
+        };
+        let mut backoff = false;
+        for topic in &response.responses {
+            for p in &topic.partitions {
+                let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition_index);
+                let Some((_, partition, state)) = partitions.iter().find(|(t, _, _)| *t == tp)
+                else {
+                    continue;
+                };
+                if let Err(e) = handle_partition(partition, state, p) {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "follower could not apply a fetch");
+                    backoff = true;
+                }
+                if p.error_code != 0 {
+                    backoff = true;
+                }
+            }
+        }
+        if backoff {
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+        broker.replica_manager.data_arrived().notify_waiters();
+    }
+}
+
+/// Applies one partition of a fetch response on the follower.
+fn handle_partition(
+    partition: &Partition,
+    state: &super::FollowerFetchState,
+    p: &kafka_protocol::messages::fetch_response::PartitionData,
+) -> Result<(), crate::error::ApiError> {
+    match ResponseError::try_from_code(p.error_code) {
+        None => {
+            let diverging = &p.diverging_epoch;
+            if diverging.epoch >= 0 || diverging.end_offset >= 0 {
+                // KIP-320: truncate to where our log and the leader's agree: the end of the
+                // diverging epoch on the leader, or earlier if our own copy of that epoch
+                // ends earlier. The next fetch checks again from there.
+                let ours = partition
+                    .end_offset_for_epoch(diverging.epoch)
+                    .map(|(_, end)| end);
+                let target = match (diverging.epoch >= 0, ours) {
+                    (true, Some(end)) => end.min(diverging.end_offset),
+                    (true, None) => diverging.end_offset.min(state.fetch_offset),
+                    // The leader knows no epoch at or below ours: keep only what is committed.
+                    (false, _) => partition.high_watermark(),
+                };
+                return partition.truncate_to(target);
+            }
+            let records = p.records.clone().unwrap_or_default();
+            partition.append_as_follower(state.leader_epoch, &records, p.high_watermark, now_ms())
+        }
+        Some(ResponseError::OffsetOutOfRange) => {
+            if state.fetch_offset < p.log_start_offset {
+                partition.restart_at(p.log_start_offset)
+            } else {
+                // Ahead of the leader's log end (it lost data in an unclean election): keep
+                // only what was committed and fetch again.
+                partition.truncate_to(partition.high_watermark())
+            }
+        }
+        Some(_) => Ok(()), // not the leader (any more), epochs moved: the metadata image will tell
+    }
+}

@@ -1,0 +1,98 @@
+//! Partition replication by follower fetch on a three-node cluster: acks=all waits for the
+//! ISR, followers hold byte-identical copies, and a new leader has every acknowledged record.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+
+use crate::client::Client;
+use crate::cluster::{create_topic, leaders, wait_for};
+use crate::harness::Cluster;
+
+fn segment_bytes(cluster: &Cluster, node: i32, dir: &str) -> Vec<u8> {
+    let n = cluster.nodes.iter().find(|n| n.node_id == node).unwrap();
+    std::fs::read(n.data_dir().join(dir).join("00000000000000000000.log")).unwrap_or_default()
+}
+
+#[test]
+fn acks_all_replicates_to_every_follower_and_survives_leader_loss() {
+    let mut cluster = Cluster::start(3, &[("min.insync.replicas", "2")]);
+    assert_eq!(create_topic(&cluster.nodes[0], "replicated", 1, 3), 0);
+    let (leader, _, isr) = wait_for("a leader", Duration::from_secs(10), || {
+        leaders(&cluster.nodes[0], "replicated")
+            .get(&0)
+            .cloned()
+            .filter(|(l, _, _)| *l > 0)
+    });
+    assert_eq!(isr.len(), 3);
+    let mut c = Client::connect(&cluster.node(leader).bootstrap());
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        let values: Vec<Bytes> = (0..5)
+            .map(|j| Bytes::from(format!("record-{i}-{j}")))
+            .collect();
+        let (err, base) = c
+            .produce("replicated", 0, &values, -1, Compression::None)
+            .unwrap();
+        assert_eq!(err, 0, "acks=all produce {i}");
+        for (j, v) in values.into_iter().enumerate() {
+            acked.push((base + j as i64, v));
+        }
+    }
+    // The leader's log is readable up to the HW, which covers every acknowledged record.
+    let log = c.read_all("replicated", 0, 0);
+    assert_eq!(log, acked);
+    // All three replicas converge on byte-identical logs.
+    let reference = segment_bytes(&cluster, leader, "replicated-0");
+    assert!(!reference.is_empty());
+    for node in 1..=3 {
+        wait_for(
+            &format!("replica on node {node}"),
+            Duration::from_secs(10),
+            || (segment_bytes(&cluster, node, "replicated-0") == reference).then_some(()),
+        );
+    }
+
+    // Kill the leader: a former ISR follower leads and has every acknowledged record.
+    cluster.node(leader).kill();
+    let observer = (1..=3).find(|b| *b != leader).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let new_leader = loop {
+        if let Some((l, _, _)) = leaders(cluster.node(observer), "replicated")
+            .get(&0)
+            .cloned()
+        {
+            if l > 0 && l != leader {
+                break l;
+            }
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut c = Client::connect(&cluster.node(new_leader).bootstrap());
+    let log = wait_for(
+        "the new leader to expose its HW",
+        Duration::from_secs(10),
+        || {
+            let (err, hw, _) = c.fetch("replicated", 0, 0, 0).ok()?;
+            (err == 0 && hw >= acked.len() as i64).then(|| c.read_all("replicated", 0, 0))
+        },
+    );
+    assert_eq!(
+        &log[..acked.len()],
+        &acked[..],
+        "every acknowledged record at its offset on the new leader"
+    );
+    // Writes continue on the two remaining replicas (min.insync.replicas=2).
+    let (err, base) = c
+        .produce(
+            "replicated",
+            0,
+            &[Bytes::from_static(b"after")],
+            -1,
+            Compression::None,
+        )
+        .unwrap();
+    assert_eq!((err, base), (0, acked.len() as i64));
+}
