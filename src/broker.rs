@@ -31,8 +31,10 @@ use crate::replica::ReplicaManager;
 /// The directory, under `log.dirs`, of the metadata log (Kafka's name for it).
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 
-/// How long a request to the active controller may take.
-const CONTROLLER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request to the active controller may take. Short, because a controller that
+/// does not answer (paused, cut off) must not hold heartbeats past the session timeout or
+/// ISR changes past a failover: the caller retries against whoever leads by then.
+const CONTROLLER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything a request handler can reach.
 pub struct Broker {
@@ -173,6 +175,9 @@ impl Broker {
         tasks.push(tokio::spawn(self.group_coordinator.clone().run_timers()));
         tasks.push(tokio::spawn(self.controller.clone().run_liveness_checks()));
         tasks.push(tokio::spawn(crate::replica::fetcher::run(self.clone())));
+        tasks.push(tokio::spawn(crate::replica::alter_partition::run(
+            self.clone(),
+        )));
         tasks.push(tokio::spawn(self.clone().run_lifecycle()));
         self.tasks.lock().extend(tasks);
         Ok(addrs)
@@ -180,6 +185,11 @@ impl Broker {
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
+    }
+
+    /// This broker's epoch (0 until registered).
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::SeqCst)
     }
 
     /// Requests to other nodes (the active controller, partition leaders).

@@ -113,6 +113,8 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms`: a broker silent this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
     /// `controller.quorum.election.timeout.ms`: Raft election timeout (randomised up to 2x).
     pub quorum_election_timeout_ms: u64,
     /// All properties as given, for topic-config defaults through their broker synonyms.
@@ -211,6 +213,7 @@ impl BrokerConfig {
             broker_heartbeat_interval_ms: p.int("broker.heartbeat.interval.ms", 2_000)?,
             broker_session_timeout_ms: p.int("broker.session.timeout.ms", 9_000)?,
             quorum_election_timeout_ms: p.int("controller.quorum.election.timeout.ms", 1_000)?,
+            replica_lag_time_max_ms: p.int("replica.lag.time.max.ms", 30_000)?,
             props: props.clone(),
         };
         if config.client_listener().is_none() {

@@ -894,6 +894,70 @@ impl Controller {
         self.commit(records).await
     }
 
+    /// AlterPartition (Kafka's `ReplicationControlManager.alterPartition`): a leader asks to
+    /// change its partition's ISR. Accepted only from the current leader at the current leader
+    /// and partition epochs, and only with live replicas; committed with a new partition
+    /// epoch.
+    pub async fn alter_partition(
+        &self,
+        broker_id: i32,
+        broker_epoch: i64,
+        change: &crate::replica::IsrChange,
+    ) -> Result<crate::metadata::PartitionRegistration, ApiError> {
+        let _write = self.begin_write().await?;
+        let image = self.image();
+        if image
+            .brokers
+            .get(&broker_id)
+            .is_none_or(|b| b.broker_epoch != broker_epoch)
+        {
+            return Err(ApiError::new(ResponseError::StaleBrokerEpoch));
+        }
+        let topic = image
+            .topic_by_id(&change.topic_id)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicId))?;
+        let reg = topic
+            .partitions
+            .get(&change.partition)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition))?;
+        if reg.leader != broker_id {
+            return Err(ApiError::new(ResponseError::NotLeaderOrFollower));
+        }
+        if change.leader_epoch != reg.leader_epoch {
+            return Err(ApiError::new(ResponseError::FencedLeaderEpoch));
+        }
+        if change.partition_epoch != reg.partition_epoch {
+            return Err(ApiError::new(ResponseError::InvalidUpdateVersion));
+        }
+        if !change.new_isr.contains(&broker_id)
+            || change.new_isr.iter().any(|r| !reg.replicas.contains(r))
+        {
+            return Err(ApiError::with_message(
+                ResponseError::InvalidRequest,
+                "The ISR must be replicas of the partition, including its leader",
+            ));
+        }
+        // KIP-841: only live (unfenced) brokers may join the ISR.
+        if change
+            .new_isr
+            .iter()
+            .any(|r| !reg.isr.contains(r) && image.brokers.get(r).is_none_or(|b| b.fenced))
+        {
+            return Err(ApiError::new(ResponseError::IneligibleReplica));
+        }
+        let mut next = reg.clone();
+        next.isr = change.new_isr.clone();
+        next.partition_epoch += 1;
+        self.commit(vec![partition_change(
+            topic.topic_id,
+            change.partition,
+            next.clone(),
+        )])
+        .await?;
+        tracing::info!(topic = %topic.name, partition = change.partition, isr = ?next.isr, partition_epoch = next.partition_epoch, "ISR changed");
+        Ok(next)
+    }
+
     /// Hands this broker the next block of producer ids.
     pub async fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i32), ApiError> {
         let _write = self.begin_write().await?;

@@ -86,7 +86,7 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
                         .get_partition(&image, &TopicPartition::new(name.clone(), p.partition))
                         .and_then(|partition| {
                             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                            partition.read_for_follower(&fetch, limit)
+                            partition.read_for_follower(&fetch, limit, crate::clock::now_ms())
                         }),
                 };
                 match result {

@@ -2,6 +2,7 @@
 //! that both gates requests and answers ApiVersions.
 
 pub mod allocate_producer_ids;
+pub mod alter_partition;
 pub mod api_versions;
 pub mod broker_heartbeat;
 pub mod broker_registration;
@@ -147,6 +148,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     controller(ApiKey::BrokerRegistration, 0, 4),
     controller(ApiKey::BrokerHeartbeat, 0, 1),
     controller(ApiKey::AllocateProducerIds, 0, 0),
+    controller(ApiKey::AlterPartition, 2, 3),
     broker(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
@@ -328,6 +330,10 @@ pub async fn dispatch(
         RequestKind::BrokerHeartbeat(r) => {
             let resp = broker_heartbeat::handle(&ctx, r).await;
             ready(ctx.reply(ResponseKind::BrokerHeartbeat(resp)))
+        }
+        RequestKind::AlterPartition(r) => {
+            let resp = alter_partition::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::AlterPartition(resp)))
         }
         RequestKind::AllocateProducerIds(r) => {
             let resp = allocate_producer_ids::handle(&ctx, r).await;

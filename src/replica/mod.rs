@@ -1,7 +1,9 @@
 //! The replica manager: the partitions this broker hosts, kept in step with the metadata
 //! image, and the operations the data-path handlers run on them (Kafka's `ReplicaManager`).
 
+pub mod alter_partition;
 pub mod fetcher;
+pub mod isr;
 pub mod partition;
 pub mod producer_state;
 
@@ -16,8 +18,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use partition::{
-    AppendResult, FollowerFetch, FollowerFetchState, FollowerRead, Partition, PartitionConfig,
-    PartitionId, ReadResult, ACKS_ALL, ACKS_LEADER, ACKS_NONE,
+    AppendResult, FollowerFetch, FollowerFetchState, FollowerRead, IsrChange, Partition,
+    PartitionConfig, PartitionId, ReadResult, ACKS_ALL, ACKS_LEADER, ACKS_NONE,
 };
 
 use crate::clock::now_ms;
@@ -243,7 +245,12 @@ impl ReplicaManager {
             .await
             .map(|r| r.map(|_| ()));
         match result {
-            Ok(Ok(_)) => Ok(()),
+            // Kafka's DelayedProduce: the HW passed the batch, but if the ISR shrank below
+            // min.insync.replicas meanwhile, fewer replicas than promised hold it.
+            Ok(Ok(())) if !partition.has_enough_isr() => {
+                Err(ApiError::new(ResponseError::NotEnoughReplicasAfterAppend))
+            }
+            Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(ApiError::new(ResponseError::NotLeaderOrFollower)),
             Err(_) => Err(ApiError::new(ResponseError::RequestTimedOut)),
         }
@@ -253,6 +260,16 @@ impl ReplicaManager {
     /// for data so that no wake-up falls between the check and the wait.
     pub fn data_arrived(&self) -> &Notify {
         &self.data_arrived
+    }
+
+    /// Partitions this broker leads.
+    pub fn leader_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .values()
+            .filter(|p| p.is_leader())
+            .cloned()
+            .collect()
     }
 
     /// Partitions this broker follows, with what their next fetch sends.

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::isr::{self, FollowerProgress};
 use super::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::error::ApiError;
 use crate::metadata::PartitionRegistration;
@@ -36,6 +37,16 @@ pub struct AppendResult {
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+}
+
+/// An AlterPartition the leader sends to the controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
 }
 
 /// A follower's fetch of one partition.
@@ -89,7 +100,12 @@ struct PartitionState {
     isr: Vec<i32>,
     high_watermark: i64,
     /// Log end offsets that followers reported in their fetches (leader only).
-    follower_log_end_offsets: HashMap<i32, i64>,
+    /// What the leader knows of each follower (leader only).
+    followers: HashMap<i32, FollowerProgress>,
+    /// An ISR change sent to the controller and not yet seen in the image, with the
+    /// partition epoch it was based on. The HW counts its members too (Kafka's "maximal
+    /// ISR"), so a replica about to join can never be behind the HW it joins at.
+    pending_isr: Option<(Vec<i32>, i32)>,
     producers: ProducerStateManager,
     config: PartitionConfig,
 }
@@ -171,7 +187,8 @@ impl Partition {
                 replicas: registration.replicas.clone(),
                 isr: registration.isr.clone(),
                 high_watermark,
-                follower_log_end_offsets: HashMap::new(),
+                followers: HashMap::new(),
+                pending_isr: None,
                 producers,
                 config,
             }),
@@ -184,7 +201,12 @@ impl Partition {
     pub fn update_registration(&self, registration: &PartitionRegistration) {
         let mut s = self.state.lock();
         if registration.leader_epoch != s.leader_epoch {
-            s.follower_log_end_offsets.clear();
+            s.followers.clear();
+        }
+        if s.pending_isr.as_ref().is_some_and(|(_, base)| {
+            registration.partition_epoch > *base || registration.leader_epoch != s.leader_epoch
+        }) {
+            s.pending_isr = None;
         }
         let becomes_leader = registration.leader == self.local_broker_id
             && (s.leader != self.local_broker_id || registration.leader_epoch != s.leader_epoch);
@@ -262,13 +284,20 @@ impl Partition {
         }
         let leo = s.log.log_end_offset();
         let mut new_hw = leo;
-        for r in &s.isr {
+        let pending = s
+            .pending_isr
+            .as_ref()
+            .map(|(isr, _)| isr.as_slice())
+            .unwrap_or(&[]);
+        for r in s.isr.iter().chain(pending.iter()) {
             if *r != self.local_broker_id {
-                new_hw = new_hw.min(
-                    *s.follower_log_end_offsets
-                        .get(r)
-                        .unwrap_or(&s.high_watermark),
-                );
+                let follower_leo = s
+                    .followers
+                    .get(r)
+                    .map(|p| p.log_end_offset)
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(s.high_watermark);
+                new_hw = new_hw.min(follower_leo);
             }
         }
         if new_hw > s.high_watermark {
@@ -285,6 +314,7 @@ impl Partition {
         &self,
         fetch: &FollowerFetch,
         max_bytes: usize,
+        now_ms: i64,
     ) -> Result<FollowerRead, ApiError> {
         let mut s = self.state.lock();
         self.check_leader(&s, fetch.current_leader_epoch)?;
@@ -333,8 +363,10 @@ impl Partition {
             ));
         }
         // A follower's fetch offset is its log end offset: everything before it is held.
-        s.follower_log_end_offsets
-            .insert(fetch.replica_id, fetch.fetch_offset);
+        s.followers
+            .entry(fetch.replica_id)
+            .or_insert_with(|| FollowerProgress::new(now_ms))
+            .on_fetch(fetch.fetch_offset, log_end_offset, now_ms);
         self.maybe_increment_high_watermark(&mut s);
         let records = if fetch.fetch_offset < log_end_offset {
             s.log
@@ -356,6 +388,64 @@ impl Partition {
     /// This replica's end offset of `epoch` (OffsetForLeaderEpoch semantics).
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         self.state.lock().log.end_offset_for_epoch(epoch)
+    }
+
+    /// Whether the ISR is at least `min.insync.replicas` (what acks=all promises).
+    pub fn has_enough_isr(&self) -> bool {
+        let s = self.state.lock();
+        s.isr.len() as i32 >= s.config.min_insync_replicas
+    }
+
+    /// The ISR change this leader should ask the controller for, if any (at most one in
+    /// flight). Followers it has not heard from since it became leader get a full lag period.
+    pub fn maybe_propose_isr_change(
+        &self,
+        now_ms: i64,
+        replica_lag_time_max_ms: i64,
+    ) -> Option<IsrChange> {
+        let mut s = self.state.lock();
+        if s.leader != self.local_broker_id || s.pending_isr.is_some() {
+            return None;
+        }
+        for r in s.replicas.clone() {
+            if r != self.local_broker_id {
+                s.followers
+                    .entry(r)
+                    .or_insert_with(|| FollowerProgress::new(now_ms));
+            }
+        }
+        let epoch_start = s
+            .log
+            .leader_epoch_cache()
+            .entries()
+            .iter()
+            .find(|e| e.epoch == s.leader_epoch)
+            .map(|e| e.start_offset)
+            .unwrap_or(0);
+        let new_isr = isr::next_isr(
+            self.local_broker_id,
+            &s.replicas,
+            &s.isr,
+            &s.followers,
+            s.high_watermark,
+            epoch_start,
+            now_ms,
+            replica_lag_time_max_ms,
+        )?;
+        s.pending_isr = Some((new_isr.clone(), s.partition_epoch));
+        Some(IsrChange {
+            topic_id: self.topic_id,
+            partition: self.index,
+            leader_epoch: s.leader_epoch,
+            partition_epoch: s.partition_epoch,
+            new_isr,
+        })
+    }
+
+    /// The controller refused or never answered the ISR change: forget it, so the next check
+    /// proposes again from the image's ISR.
+    pub fn isr_change_failed(&self) {
+        self.state.lock().pending_isr = None;
     }
 
     /// What a follower sends in its next fetch for this partition.

@@ -142,6 +142,17 @@ impl Node {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`).
+    pub fn pause(&self, stop: bool) {
+        if let Some(c) = self.child.as_ref() {
+            let sig = if stop { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// kill -9.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -27,6 +27,10 @@ fn acks_all_replicates_to_every_follower_and_survives_leader_loss() {
     });
     assert_eq!(isr.len(), 3);
     let mut c = Client::connect(&cluster.node(leader).bootstrap());
+    wait_for("the leader to take writes", Duration::from_secs(10), || {
+        let (err, _, _) = c.fetch("replicated", 0, 0, 0).ok()?;
+        (err == 0).then_some(())
+    });
     let mut acked = Vec::new();
     for i in 0..200 {
         let values: Vec<Bytes> = (0..5)
@@ -95,4 +99,93 @@ fn acks_all_replicates_to_every_follower_and_survives_leader_loss() {
         )
         .unwrap();
     assert_eq!((err, base), (0, acked.len() as i64));
+}
+
+#[test]
+fn stopped_follower_leaves_the_isr_and_rejoins_after_sigcont() {
+    // Sessions outlast the test's pauses, so only the ISR lag (1.5 s) acts, not fencing.
+    // Five nodes, so that two stopped followers still leave a metadata quorum (three of five
+    // voters) to commit the ISR changes.
+    let mut cluster = Cluster::start(
+        5,
+        &[
+            ("min.insync.replicas", "2"),
+            ("replica.lag.time.max.ms", "1500"),
+            ("broker.session.timeout.ms", "30000"),
+        ],
+    );
+    assert_eq!(create_topic(&cluster.nodes[0], "isr", 1, 3), 0);
+    let (leader, _, _) = wait_for("a leader", Duration::from_secs(10), || {
+        leaders(&cluster.nodes[0], "isr")
+            .get(&0)
+            .cloned()
+            .filter(|(l, _, _)| *l > 0)
+    });
+    let (_, _, replicas) = leaders(&cluster.nodes[0], "isr")[&0].clone();
+    let followers: Vec<i32> = replicas.iter().copied().filter(|b| *b != leader).collect();
+    assert_eq!(followers.len(), 2);
+    let mut c = Client::connect(&cluster.node(leader).bootstrap());
+    // The leader itself may apply its leadership a moment after another node shows it.
+    wait_for("the leader to take writes", Duration::from_secs(10), || {
+        let (err, _) = c
+            .produce("isr", 0, &[Bytes::from_static(b"a")], -1, Compression::None)
+            .ok()?;
+        (err == 0).then_some(())
+    });
+
+    // One follower stopped: it leaves the ISR after replica.lag.time.max.ms; acks=all goes on.
+    cluster.node(followers[0]).pause(true);
+    let stopped_at = Instant::now();
+    wait_for(
+        "the stopped follower to leave the ISR",
+        Duration::from_secs(15),
+        || {
+            let (_, _, isr) = leaders(cluster.node(leader), "isr").get(&0).cloned()?;
+            (!isr.contains(&followers[0])).then_some(())
+        },
+    );
+    println!(
+        "follower {} left the ISR {} ms after SIGSTOP",
+        followers[0],
+        stopped_at.elapsed().as_millis()
+    );
+    let (err, _) = c
+        .produce("isr", 0, &[Bytes::from_static(b"b")], -1, Compression::None)
+        .unwrap();
+    assert_eq!(err, 0, "acks=all with two in-sync replicas");
+
+    // Two followers stopped: acks=all is refused with NOT_ENOUGH_REPLICAS, acks=1 works.
+    cluster.node(followers[1]).pause(true);
+    wait_for(
+        "the ISR to shrink to the leader",
+        Duration::from_secs(15),
+        || {
+            let (_, _, isr) = leaders(cluster.node(leader), "isr").get(&0).cloned()?;
+            (isr == vec![leader]).then_some(())
+        },
+    );
+    let (err, _) = c
+        .produce("isr", 0, &[Bytes::from_static(b"c")], -1, Compression::None)
+        .unwrap();
+    assert_eq!(err, 19, "NOT_ENOUGH_REPLICAS");
+    let (err, _) = c
+        .produce("isr", 0, &[Bytes::from_static(b"d")], 1, Compression::None)
+        .unwrap();
+    assert_eq!(err, 0, "acks=1 still works");
+
+    // SIGCONT: both catch up and rejoin the ISR.
+    cluster.node(followers[0]).pause(false);
+    cluster.node(followers[1]).pause(false);
+    wait_for(
+        "the followers to rejoin the ISR",
+        Duration::from_secs(15),
+        || {
+            let (_, _, isr) = leaders(cluster.node(leader), "isr").get(&0).cloned()?;
+            (isr.len() == 3).then_some(())
+        },
+    );
+    let (err, _) = c
+        .produce("isr", 0, &[Bytes::from_static(b"e")], -1, Compression::None)
+        .unwrap();
+    assert_eq!(err, 0, "acks=all again once the ISR is back");
 }
