@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 
-use super::{Partition, TopicPartition};
+use super::{divergence, Partition, TopicPartition};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 
@@ -158,18 +158,15 @@ fn handle_partition(
         None => {
             let diverging = &p.diverging_epoch;
             if diverging.epoch >= 0 || diverging.end_offset >= 0 {
-                // KIP-320: truncate to where our log and the leader's agree: the end of the
-                // diverging epoch on the leader, or earlier if our own copy of that epoch
-                // ends earlier. The next fetch checks again from there.
-                let ours = partition
-                    .end_offset_for_epoch(diverging.epoch)
-                    .map(|(_, end)| end);
-                let target = match (diverging.epoch >= 0, ours) {
-                    (true, Some(end)) => end.min(diverging.end_offset),
-                    (true, None) => diverging.end_offset.min(state.fetch_offset),
-                    // The leader knows no epoch at or below ours: keep only what is committed.
-                    (false, _) => partition.high_watermark(),
-                };
+                // The leader's log ends this epoch earlier than ours: truncate to where the
+                // two agree; the next fetch checks again from there.
+                let ours = partition.end_offset_for_epoch(diverging.epoch.max(0));
+                let target = divergence::truncation_offset(
+                    (diverging.epoch, diverging.end_offset),
+                    ours,
+                    state.fetch_offset,
+                    partition.high_watermark(),
+                );
                 return partition.truncate_to(target);
             }
             let records = p.records.clone().unwrap_or_default();

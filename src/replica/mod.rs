@@ -2,6 +2,7 @@
 //! image, and the operations the data-path handlers run on them (Kafka's `ReplicaManager`).
 
 pub mod alter_partition;
+pub mod divergence;
 pub mod fetcher;
 pub mod isr;
 pub mod partition;

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::divergence;
 use super::isr::{self, FollowerProgress};
 use super::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::error::ApiError;
@@ -332,26 +333,32 @@ impl Partition {
         let hw_before = s.high_watermark;
         // KIP-320: a follower whose last fetched epoch ends earlier here than its fetch
         // offset (or which this leader never saw) has diverged; tell it where to truncate.
-        if fetch.last_fetched_epoch >= 0 {
-            let diverging = match s.log.end_offset_for_epoch(fetch.last_fetched_epoch) {
-                Some((epoch, end))
-                    if epoch == fetch.last_fetched_epoch && end >= fetch.fetch_offset =>
-                {
-                    None
-                }
-                Some((epoch, end)) => Some((epoch, end)),
-                None => Some((-1, -1)),
-            };
-            if let Some((epoch, end_offset)) = diverging {
-                return Ok(FollowerRead {
-                    records: Bytes::new(),
-                    high_watermark: s.high_watermark,
-                    log_start_offset,
-                    log_end_offset,
-                    diverging_epoch: Some((epoch, end_offset)),
-                    high_watermark_advanced: false,
-                });
-            }
+        let history_start = s
+            .log
+            .leader_epoch_cache()
+            .entries()
+            .first()
+            .map(|e| e.start_offset)
+            .unwrap_or(log_start_offset);
+        let leader_end = if fetch.last_fetched_epoch >= 0 {
+            s.log.end_offset_for_epoch(fetch.last_fetched_epoch)
+        } else {
+            None
+        };
+        if let Some((epoch, end_offset)) = divergence::diverging_epoch(
+            leader_end,
+            history_start,
+            fetch.last_fetched_epoch,
+            fetch.fetch_offset,
+        ) {
+            return Ok(FollowerRead {
+                records: Bytes::new(),
+                high_watermark: s.high_watermark,
+                log_start_offset,
+                log_end_offset,
+                diverging_epoch: Some((epoch, end_offset)),
+                high_watermark_advanced: false,
+            });
         }
         if fetch.fetch_offset < log_start_offset || fetch.fetch_offset > log_end_offset {
             return Err(ApiError::with_message(
