@@ -626,6 +626,23 @@ impl Partition {
         self.check_leader(&s, current_leader_epoch)?;
         let epoch_of = |offset: i64| epoch_for_offset(&s.log, offset).unwrap_or(s.leader_epoch);
         let hw = s.high_watermark;
+        // A new leader may hold a HW below what the previous leader exposed; until its HW
+        // reaches the start of its own epoch it answers OFFSET_NOT_AVAILABLE, so the log end
+        // a client observes never goes backwards (Kafka's `fetchOffsetForTimestamp`).
+        let epoch_start = s
+            .log
+            .leader_epoch_cache()
+            .entries()
+            .iter()
+            .find(|e| e.epoch == s.leader_epoch)
+            .map(|e| e.start_offset)
+            .unwrap_or(0);
+        if hw < epoch_start {
+            return Err(ApiError::with_message(
+                ResponseError::OffsetNotAvailable,
+                format!("The high watermark {hw} of the new leader has not reached its epoch's start offset {epoch_start}"),
+            ));
+        }
         let found = match timestamp {
             // LATEST: the high watermark (READ_UNCOMMITTED and READ_COMMITTED alike: there are
             // no transactions, so the last stable offset is the HW).

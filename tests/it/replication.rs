@@ -75,6 +75,22 @@ fn acks_all_replicates_to_every_follower_and_survives_leader_loss() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut c = Client::connect(&cluster.node(new_leader).bootstrap());
+    // The observed log end never goes back: until the new leader's HW reaches its epoch's
+    // start it answers OFFSET_NOT_AVAILABLE (78), never a smaller offset.
+    let latest = wait_for(
+        "ListOffsets(latest) on the new leader",
+        Duration::from_secs(10),
+        || {
+            let (err, offset) = c.list_offset("replicated", 0, -1);
+            assert!(err == 0 || err == 78 || err == 6, "ListOffsets error {err}");
+            (err == 0).then_some(offset)
+        },
+    );
+    assert!(
+        latest >= acked.len() as i64,
+        "latest offset {latest} went back below {}",
+        acked.len()
+    );
     let log = wait_for(
         "the new leader to expose its HW",
         Duration::from_secs(10),
