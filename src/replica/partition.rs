@@ -421,14 +421,7 @@ impl Partition {
                     .or_insert_with(|| FollowerProgress::new(now_ms));
             }
         }
-        let epoch_start = s
-            .log
-            .leader_epoch_cache()
-            .entries()
-            .iter()
-            .find(|e| e.epoch == s.leader_epoch)
-            .map(|e| e.start_offset)
-            .unwrap_or(0);
+        let epoch_start = current_epoch_start_offset(&s);
         let new_isr = isr::next_isr(
             self.local_broker_id,
             &s.replicas,
@@ -629,14 +622,7 @@ impl Partition {
         // A new leader may hold a HW below what the previous leader exposed; until its HW
         // reaches the start of its own epoch it answers OFFSET_NOT_AVAILABLE, so the log end
         // a client observes never goes backwards (Kafka's `fetchOffsetForTimestamp`).
-        let epoch_start = s
-            .log
-            .leader_epoch_cache()
-            .entries()
-            .iter()
-            .find(|e| e.epoch == s.leader_epoch)
-            .map(|e| e.start_offset)
-            .unwrap_or(0);
+        let epoch_start = current_epoch_start_offset(&s);
         if hw < epoch_start {
             return Err(ApiError::with_message(
                 ResponseError::OffsetNotAvailable,
@@ -730,6 +716,17 @@ impl Partition {
             s.partition_epoch,
         )
     }
+}
+
+/// Where the partition's current leader epoch starts in its log (0 if it never wrote in it).
+fn current_epoch_start_offset(s: &PartitionState) -> i64 {
+    s.log
+        .leader_epoch_cache()
+        .entries()
+        .iter()
+        .find(|e| e.epoch == s.leader_epoch)
+        .map(|e| e.start_offset)
+        .unwrap_or(0)
 }
 
 /// The leader epoch in which `offset` was written, from the epoch cache.

@@ -327,16 +327,24 @@ fn dead_broker_is_fenced_and_loses_its_leaderships() {
     let other = (1..=3).find(|b| *b != victim && *b != new_leader).unwrap();
     let value = [bytes::Bytes::from_static(b"after-failover")];
     let mut c = Client::connect(&cluster.node(new_leader).bootstrap());
-    let (err, _) = c
-        .produce(
-            "moving",
-            moved,
-            &value,
-            1,
-            kafka_protocol::records::Compression::None,
-        )
-        .unwrap();
-    assert_eq!(err, 0, "the new leader of partition {moved} accepts writes");
+    // The new leader applies its leadership when the record reaches its own image, which
+    // may be a moment after the observer's; clients retry NOT_LEADER_OR_FOLLOWER the same way.
+    wait_for(
+        &format!("the new leader of partition {moved} to accept writes"),
+        Duration::from_secs(10),
+        || {
+            let (err, _) = c
+                .produce(
+                    "moving",
+                    moved,
+                    &value,
+                    1,
+                    kafka_protocol::records::Compression::None,
+                )
+                .ok()?;
+            (err == 0).then_some(())
+        },
+    );
     let mut c = Client::connect(&cluster.node(other).bootstrap());
     let (err, _) = c
         .produce(
