@@ -891,6 +891,29 @@ impl Controller {
                 });
             }
         }
+        // Turning unclean.leader.election.enable on elects a leader for the topic's leaderless
+        // partitions at once (Kafka's controller does it on its next unclean-election pass).
+        let unclean_now = topic_config::value_of(
+            "unclean.leader.election.enable",
+            &self.config,
+            Some(&current),
+        )
+        .eq_ignore_ascii_case("true");
+        if unclean_now && !self.unclean_allowed(&image, topic) {
+            let live: BTreeSet<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+            let t = image.topic(topic).expect("checked above");
+            for (p, reg) in &t.partitions {
+                if let Some(next) = election::after_broker_unfenced(reg, &live, true) {
+                    tracing::warn!(
+                        topic,
+                        partition = *p,
+                        leader = next.leader,
+                        "unclean leader election: records the new leader lacks are lost"
+                    );
+                    records.push(partition_change(t.topic_id, *p, next));
+                }
+            }
+        }
         self.commit(records).await
     }
 

@@ -346,3 +346,125 @@ fn restarted_leader_truncates_its_diverged_tail_to_the_new_leaders_log() {
         "the old leader truncated its diverged tail"
     );
 }
+
+/// Partition -> leader of a topic as `node` sees it (-1: offline).
+fn leader_of(node: &crate::harness::Node, topic: &str) -> Option<i32> {
+    leaders(node, topic).get(&0).map(|(l, _, _)| *l)
+}
+
+#[test]
+fn unclean_election_waits_by_default_and_loses_data_when_enabled() {
+    let mut cluster = Cluster::start(3, &[("replica.lag.time.max.ms", "1500")]);
+    // Two replicas: the leader and one follower.
+    let mut admin = Client::connect(&cluster.nodes[0].bootstrap());
+    let req = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(kafka_protocol::messages::TopicName(
+                    kafka_protocol::protocol::StrBytes::from_static_str("unclean"),
+                ))
+                .with_num_partitions(1)
+                .with_replication_factor(2),
+        ]);
+    assert_eq!(admin.request(&req, 7).unwrap().topics[0].error_code, 0);
+    let (leader, _, replicas) = wait_for("a leader", Duration::from_secs(10), || {
+        leaders(&cluster.nodes[0], "unclean")
+            .get(&0)
+            .cloned()
+            .filter(|(l, _, isr)| *l > 0 && isr.len() == 2)
+    });
+    let follower = *replicas.iter().find(|r| **r != leader).unwrap();
+    let bystander = (1..=3).find(|b| *b != leader && *b != follower).unwrap();
+    let mut c = Client::connect(&cluster.node(leader).bootstrap());
+    wait_for("the leader to take writes", Duration::from_secs(10), || {
+        let (err, _) = c
+            .produce(
+                "unclean",
+                0,
+                &[Bytes::from_static(b"both-have-it")],
+                -1,
+                Compression::None,
+            )
+            .ok()?;
+        (err == 0).then_some(())
+    });
+    // The follower dies; the ISR shrinks to the leader, which takes writes only it holds.
+    cluster.node(follower).kill();
+    wait_for(
+        "the ISR to shrink to the leader",
+        Duration::from_secs(15),
+        || {
+            let (_, _, isr) = leaders(cluster.node(bystander), "unclean")
+                .get(&0)
+                .cloned()?;
+            (isr == vec![leader]).then_some(())
+        },
+    );
+    for i in 0..5 {
+        let (err, _) = c
+            .produce(
+                "unclean",
+                0,
+                &[Bytes::from(format!("only-on-leader-{i}"))],
+                1,
+                Compression::None,
+            )
+            .unwrap();
+        assert_eq!(err, 0);
+    }
+    let (_, leader_end) = c.list_offset("unclean", 0, -1);
+    assert_eq!(leader_end, 6);
+    // The leader dies too; the out-of-sync follower comes back.
+    cluster.node(leader).kill();
+    cluster.node(follower).restart();
+    cluster
+        .node(follower)
+        .wait_until_serving(2, Duration::from_secs(30));
+    // Default (unclean.leader.election.enable=false): once the dead leader is fenced the
+    // partition has no leader, and stays so: no loss, it waits for the old leader.
+    wait_for(
+        "the dead leader to be fenced",
+        Duration::from_secs(15),
+        || (leader_of(cluster.node(bystander), "unclean") == Some(-1)).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        leader_of(cluster.node(bystander), "unclean"),
+        Some(-1),
+        "the partition stays offline"
+    );
+    // The operator accepts the loss: the out-of-sync replica leads, without what it lacked.
+    crate::harness::kafka_ok(
+        "configs",
+        &[
+            "--bootstrap-server",
+            &cluster.node(bystander).bootstrap(),
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "unclean",
+            "--alter",
+            "--add-config",
+            "unclean.leader.election.enable=true",
+        ],
+    );
+    let new_leader = wait_for("an unclean leader", Duration::from_secs(15), || {
+        leader_of(cluster.node(bystander), "unclean").filter(|l| *l > 0)
+    });
+    assert_eq!(new_leader, follower);
+    let mut c = Client::connect(&cluster.node(follower).bootstrap());
+    let log = wait_for("the new leader's log", Duration::from_secs(10), || {
+        let (err, hw, _) = c.fetch("unclean", 0, 0, 0).ok()?;
+        (err == 0 && hw >= 1).then(|| c.read_all("unclean", 0, 0))
+    });
+    let values: Vec<String> = log
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+        .collect();
+    assert_eq!(
+        values,
+        vec!["both-have-it".to_string()],
+        "the five records only the old leader held are lost"
+    );
+}
