@@ -113,6 +113,11 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms`: a broker silent this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred
+    /// replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: i64,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: i64,
     /// `controller.quorum.election.timeout.ms`: Raft election timeout (randomised up to 2x).
@@ -214,6 +219,10 @@ impl BrokerConfig {
             broker_session_timeout_ms: p.int("broker.session.timeout.ms", 9_000)?,
             quorum_election_timeout_ms: p.int("controller.quorum.election.timeout.ms", 1_000)?,
             replica_lag_time_max_ms: p.int("replica.lag.time.max.ms", 30_000)?,
+            auto_leader_rebalance_enable: p.bool("auto.leader.rebalance.enable", true)?,
+            leader_imbalance_check_interval_ms: p
+                .int::<i64>("leader.imbalance.check.interval.seconds", 300)?
+                .saturating_mul(1000),
             props: props.clone(),
         };
         if config.client_listener().is_none() {

@@ -86,6 +86,20 @@ pub fn after_broker_unfenced(
     finish(reg, next)
 }
 
+/// Preferred leader election: the first replica leads again if it is live and in the ISR.
+pub fn preferred(
+    reg: &PartitionRegistration,
+    live: &BTreeSet<i32>,
+) -> Option<PartitionRegistration> {
+    let preferred = *reg.replicas.first()?;
+    if reg.leader == preferred || !live.contains(&preferred) || !reg.isr.contains(&preferred) {
+        return None;
+    }
+    let mut next = reg.clone();
+    next.leader = preferred;
+    finish(reg, next)
+}
+
 /// Bumps epochs for a real change; None when nothing changed.
 fn finish(
     old: &PartitionRegistration,
@@ -173,6 +187,27 @@ mod tests {
     fn unclean_election_takes_any_live_replica() {
         let next = after_broker_fenced(&reg(&[1, 2, 3], &[1], 1), 1, &live(&[2, 3]), true).unwrap();
         assert_eq!((next.leader, next.isr), (2, vec![2]));
+    }
+
+    #[test]
+    fn preferred_election_needs_a_live_in_sync_preferred_replica() {
+        let next = preferred(&reg(&[1, 2, 3], &[1, 2, 3], 2), &live(&[1, 2, 3])).unwrap();
+        assert_eq!(
+            (next.leader, next.leader_epoch, next.partition_epoch),
+            (1, 6, 10)
+        );
+        assert!(
+            preferred(&reg(&[1, 2, 3], &[1, 2, 3], 1), &live(&[1, 2, 3])).is_none(),
+            "already leads"
+        );
+        assert!(
+            preferred(&reg(&[1, 2, 3], &[2, 3], 2), &live(&[1, 2, 3])).is_none(),
+            "not in sync"
+        );
+        assert!(
+            preferred(&reg(&[1, 2, 3], &[1, 2, 3], 2), &live(&[2, 3])).is_none(),
+            "not live"
+        );
     }
 
     #[test]

@@ -372,6 +372,7 @@ impl Controller {
         ));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_active = false;
+        let mut last_rebalance_ms = now_ms();
         loop {
             ticker.tick().await;
             let active = self.is_active();
@@ -414,6 +415,29 @@ impl Controller {
             for (broker_id, broker_epoch) in expired {
                 if let Err(e) = self.fence_expired(broker_id, broker_epoch).await {
                     tracing::warn!(broker = broker_id, error = %e, "could not fence broker");
+                }
+            }
+            // auto.leader.rebalance.enable: move leadership back to preferred replicas that
+            // are live and in sync, every leader.imbalance.check.interval.seconds.
+            if self.config.auto_leader_rebalance_enable
+                && now - last_rebalance_ms >= self.config.leader_imbalance_check_interval_ms
+            {
+                last_rebalance_ms = now;
+                let live: BTreeSet<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+                let imbalanced: Vec<(String, i32)> = image
+                    .topics
+                    .values()
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .filter(|(_, r)| election::preferred(r, &live).is_some())
+                            .map(move |(p, _)| (t.name.clone(), *p))
+                    })
+                    .collect();
+                if !imbalanced.is_empty() {
+                    if let Err(e) = self.elect_leaders(false, Some(imbalanced)).await {
+                        tracing::warn!(error = %e, "preferred leader election failed");
+                    }
                 }
             }
         }
@@ -979,6 +1003,69 @@ impl Controller {
         .await?;
         tracing::info!(topic = %topic.name, partition = change.partition, isr = ?next.isr, partition_epoch = next.partition_epoch, "ISR changed");
         Ok(next)
+    }
+
+    /// ElectLeaders: preferred (the first replica leads again when it is live and in sync) or
+    /// unclean (an offline partition takes any live replica). `None` means every partition.
+    /// Each requested partition gets its own outcome.
+    pub async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<((String, i32), Result<(), ApiError>)>, ApiError> {
+        let _write = self.begin_write().await?;
+        let image = self.image();
+        let wanted: Vec<(String, i32)> = match partitions {
+            Some(p) => p,
+            None => image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.keys().map(move |p| (t.name.clone(), *p)))
+                .collect(),
+        };
+        let live: BTreeSet<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(wanted.len());
+        for (topic, p) in wanted {
+            let Some((t, reg)) = image
+                .topic(&topic)
+                .and_then(|t| t.partitions.get(&p).map(|r| (t, r)))
+            else {
+                results.push((
+                    (topic, p),
+                    Err(ApiError::new(ResponseError::UnknownTopicOrPartition)),
+                ));
+                continue;
+            };
+            let next = if unclean {
+                election::after_broker_unfenced(reg, &live, true)
+            } else {
+                election::preferred(reg, &live)
+            };
+            let outcome = match next {
+                Some(next) => {
+                    records.push(partition_change(t.topic_id, p, next));
+                    Ok(())
+                }
+                None if unclean || reg.leader == reg.replicas[0] => {
+                    Err(ApiError::new(ResponseError::ElectionNotNeeded))
+                }
+                None => Err(ApiError::with_message(
+                    ResponseError::PreferredLeaderNotAvailable,
+                    format!(
+                        "Preferred replica {} is not live and in sync",
+                        reg.replicas[0]
+                    ),
+                )),
+            };
+            results.push(((topic, p), outcome));
+        }
+        let moved = records.len();
+        self.commit(records).await?;
+        if moved > 0 {
+            tracing::info!(partitions = moved, unclean, "leaders elected");
+        }
+        Ok(results)
     }
 
     /// Hands this broker the next block of producer ids.

@@ -15,6 +15,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -143,6 +144,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     both(ApiKey::CreatePartitions, 0, 3),
     both(ApiKey::IncrementalAlterConfigs, 0, 1),
     broker(ApiKey::ListPartitionReassignments, 0, 0),
+    both(ApiKey::ElectLeaders, 0, 2),
     both(ApiKey::DescribeQuorum, 0, 2),
     both(ApiKey::DescribeCluster, 0, 2),
     controller(ApiKey::BrokerRegistration, 0, 4),
@@ -330,6 +332,10 @@ pub async fn dispatch(
         RequestKind::BrokerHeartbeat(r) => {
             let resp = broker_heartbeat::handle(&ctx, r).await;
             ready(ctx.reply(ResponseKind::BrokerHeartbeat(resp)))
+        }
+        RequestKind::ElectLeaders(r) => {
+            let resp = elect_leaders::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::ElectLeaders(resp)))
         }
         RequestKind::AlterPartition(r) => {
             let resp = alter_partition::handle(&ctx, r).await;

@@ -55,6 +55,7 @@ fn every_advertised_api_version_answers() {
                 ApiKey::ListPartitionReassignments => {
                     answers::<ListPartitionReassignmentsRequest>(&mut c, version)
                 }
+                ApiKey::ElectLeaders => answers::<ElectLeadersRequest>(&mut c, version),
                 ApiKey::DescribeQuorum => answers::<DescribeQuorumRequest>(&mut c, version),
                 ApiKey::DescribeCluster => answers::<DescribeClusterRequest>(&mut c, version),
                 ApiKey::DescribeTopicPartitions => {

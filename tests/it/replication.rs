@@ -468,3 +468,92 @@ fn unclean_election_waits_by_default_and_loses_data_when_enabled() {
         "the five records only the old leader held are lost"
     );
 }
+
+/// Kills the preferred leader of partition 0 of `topic`, waits for leadership to move, then
+/// brings it back and waits until it is in the ISR again. Returns its id.
+fn bounce_preferred_leader(cluster: &mut Cluster, topic: &str) -> i32 {
+    let (preferred, _, _) = wait_for("a leader", Duration::from_secs(10), || {
+        leaders(&cluster.nodes[0], topic)
+            .get(&0)
+            .cloned()
+            .filter(|(l, _, isr)| *l > 0 && isr.len() == 3)
+    });
+    let observer = (1..=3).find(|b| *b != preferred).unwrap();
+    cluster.node(preferred).kill();
+    wait_for("leadership to move", Duration::from_secs(15), || {
+        leaders(cluster.node(observer), topic)
+            .get(&0)
+            .filter(|(l, _, _)| *l > 0 && *l != preferred)
+            .map(|_| ())
+    });
+    cluster.node(preferred).restart();
+    cluster
+        .node(preferred)
+        .wait_until_serving(3, Duration::from_secs(30));
+    wait_for(
+        "the returned broker to rejoin the ISR",
+        Duration::from_secs(20),
+        || {
+            let (_, _, isr) = leaders(cluster.node(observer), topic).get(&0).cloned()?;
+            isr.contains(&preferred).then_some(())
+        },
+    );
+    preferred
+}
+
+#[test]
+fn kafka_leader_election_restores_the_preferred_leader() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            ("auto.leader.rebalance.enable", "false"),
+            ("replica.lag.time.max.ms", "2000"),
+        ],
+    );
+    assert_eq!(create_topic(&cluster.nodes[0], "prefer", 1, 3), 0);
+    let preferred = bounce_preferred_leader(&mut cluster, "prefer");
+    let observer = (1..=3).find(|b| *b != preferred).unwrap();
+    assert_ne!(
+        leaders(cluster.node(observer), "prefer")[&0].0,
+        preferred,
+        "no automatic move back"
+    );
+    let out = crate::harness::kafka_ok(
+        "leader-election",
+        &[
+            "--bootstrap-server",
+            &cluster.node(observer).bootstrap(),
+            "--election-type",
+            "PREFERRED",
+            "--all-topic-partitions",
+        ],
+    );
+    assert!(
+        out.contains("Successfully completed leader election (PREFERRED) for partitions prefer-0"),
+        "{out}"
+    );
+    wait_for(
+        "the preferred leader to lead",
+        Duration::from_secs(10),
+        || (leaders(cluster.node(observer), "prefer")[&0].0 == preferred).then_some(()),
+    );
+}
+
+#[test]
+fn auto_leader_rebalance_restores_the_preferred_leader() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            ("leader.imbalance.check.interval.seconds", "1"),
+            ("replica.lag.time.max.ms", "2000"),
+        ],
+    );
+    assert_eq!(create_topic(&cluster.nodes[0], "rebalance", 1, 3), 0);
+    let preferred = bounce_preferred_leader(&mut cluster, "rebalance");
+    let observer = (1..=3).find(|b| *b != preferred).unwrap();
+    wait_for(
+        "auto rebalance to restore the preferred leader",
+        Duration::from_secs(15),
+        || (leaders(cluster.node(observer), "rebalance")[&0].0 == preferred).then_some(()),
+    );
+}
