@@ -183,6 +183,11 @@ impl Node {
         }
     }
 
+    /// Whether the process was started and not stopped or killed by the test.
+    pub fn is_alive(&self) -> bool {
+        self.child.is_some()
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => c.try_wait().unwrap().is_none(),

@@ -1,6 +1,7 @@
 //! Partition replication by follower fetch on a three-node cluster: acks=all waits for the
 //! ISR, followers hold byte-identical copies, and a new leader has every acknowledged record.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -556,4 +557,132 @@ fn auto_leader_rebalance_restores_the_preferred_leader() {
         Duration::from_secs(15),
         || (leaders(cluster.node(observer), "rebalance")[&0].0 == preferred).then_some(()),
     );
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            ("min.insync.replicas", "2"),
+            ("replica.lag.time.max.ms", "2000"),
+        ],
+    );
+    assert_eq!(create_topic(&cluster.nodes[0], "steady", 3, 3), 0);
+    for p in 0..3 {
+        wait_for("leaders", Duration::from_secs(10), || {
+            leaders(&cluster.nodes[0], "steady")
+                .get(&p)
+                .filter(|(l, _, isr)| *l > 0 && isr.len() == 3)
+                .map(|_| ())
+        });
+    }
+    // The stock Java producer (idempotent, acks=all, retrying) reports every acknowledged
+    // record with its partition and offset.
+    let bootstrap = cluster
+        .nodes
+        .iter()
+        .map(|n| n.bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut producer = std::process::Command::new(crate::harness::repo_root().join("bin/kafka"))
+        .args([
+            "verifiable-producer",
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            "steady",
+            "--max-messages",
+            "6000",
+            "--throughput",
+            "300",
+            "--acks",
+            "-1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = producer.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    // Kill the leader of each partition in turn, and bring it back.
+    for p in 0..3 {
+        std::thread::sleep(Duration::from_secs(2));
+        let (leader, _, _) = wait_for("a leader", Duration::from_secs(20), || {
+            leaders(
+                &cluster.nodes.iter().find(|n| n.is_alive()).unwrap(),
+                "steady",
+            )
+            .get(&p)
+            .cloned()
+            .filter(|(l, _, _)| *l > 0)
+        });
+        cluster.node(leader).kill();
+        std::thread::sleep(Duration::from_secs(4));
+        cluster.node(leader).restart();
+        cluster
+            .node(leader)
+            .wait_until_serving(3, Duration::from_secs(30));
+    }
+    let status = producer.wait().unwrap();
+    let output = reader.join().unwrap();
+    assert!(status.success(), "verifiable producer failed");
+    // Every acknowledged record: (partition, offset) -> value.
+    let mut acked: BTreeMap<(i32, i64), String> = BTreeMap::new();
+    for line in output
+        .lines()
+        .filter(|l| l.contains("\"producer_send_success\""))
+    {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        acked.insert(
+            (
+                v["partition"].as_i64().unwrap() as i32,
+                v["offset"].as_i64().unwrap(),
+            ),
+            v["value"].as_str().unwrap().to_string(),
+        );
+    }
+    assert!(
+        acked.len() > 1000,
+        "only {} records acknowledged",
+        acked.len()
+    );
+    // Every record is readable at its acknowledged offset, offsets are dense, no value twice.
+    let mut seen = std::collections::HashSet::new();
+    for p in 0..3 {
+        let (leader, _, _) = wait_for("a leader", Duration::from_secs(20), || {
+            leaders(&cluster.nodes[0], "steady")
+                .get(&p)
+                .cloned()
+                .filter(|(l, _, isr)| *l > 0 && isr.len() == 3)
+        });
+        let mut c = Client::connect(&cluster.node(leader).bootstrap());
+        let log = c.read_all("steady", p, 0);
+        for (i, (offset, value)) in log.iter().enumerate() {
+            assert_eq!(*offset, i as i64, "partition {p}: offsets are dense");
+            assert!(
+                seen.insert(value.clone()),
+                "partition {p}: value {value:?} written twice"
+            );
+        }
+        for ((ap, offset), value) in acked.range((p, 0)..(p + 1, 0)) {
+            assert_eq!(
+                log.get(*offset as usize)
+                    .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+                    .as_deref(),
+                Some(value.as_str()),
+                "partition {ap}: acknowledged offset {offset}"
+            );
+        }
+        // All three replicas hold byte-identical logs.
+        let dir = format!("steady-{p}");
+        let reference = segment_bytes(&cluster, leader, &dir);
+        for node in 1..=3 {
+            wait_for(
+                &format!("partition {p} on node {node}"),
+                Duration::from_secs(15),
+                || (segment_bytes(&cluster, node, &dir) == reference).then_some(()),
+            );
+        }
+    }
 }
