@@ -610,7 +610,7 @@ fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
         std::thread::sleep(Duration::from_secs(2));
         let (leader, _, _) = wait_for("a leader", Duration::from_secs(20), || {
             leaders(
-                &cluster.nodes.iter().find(|n| n.is_alive()).unwrap(),
+                cluster.nodes.iter().find(|n| n.is_alive()).unwrap(),
                 "steady",
             )
             .get(&p)
