@@ -67,10 +67,16 @@ pub fn next_isr(
         let Some(p) = followers.get(r) else {
             return false;
         };
+        let recently_caught_up = now_ms - p.last_caught_up_ms <= replica_lag_time_max_ms;
         if isr.contains(r) {
-            now_ms - p.last_caught_up_ms <= replica_lag_time_max_ms
+            recently_caught_up
         } else {
-            p.log_end_offset >= high_watermark && p.log_end_offset >= leader_epoch_start_offset
+            // Kafka expands on a follower's fetch; checked periodically here, so the follower
+            // must also be fetching still: a stopped one whose last position happened to
+            // reach the HW must not flap back in.
+            recently_caught_up
+                && p.log_end_offset >= high_watermark
+                && p.log_end_offset >= leader_epoch_start_offset
         }
     };
     let next: Vec<i32> = replicas.iter().copied().filter(|r| in_sync(r)).collect();
@@ -127,6 +133,12 @@ mod tests {
         // ... nor one that has not reached the current epoch's start.
         assert_eq!(
             next_isr(1, &[1, 2, 3], &[1], &followers, 50, 101, 1, 5_000),
+            None
+        );
+        // A replica at the HW that stopped fetching long ago is not added.
+        let stale = HashMap::from([(2, progress(100, 0))]);
+        assert_eq!(
+            next_isr(1, &[1, 2, 3], &[1], &stale, 100, 0, 10_000, 5_000),
             None
         );
         // A replica never heard from is not added.

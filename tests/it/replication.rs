@@ -181,6 +181,19 @@ fn stopped_follower_leaves_the_isr_and_rejoins_after_sigcont() {
             (isr == vec![leader]).then_some(())
         },
     );
+    let urp = crate::harness::kafka_ok(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &cluster.node(leader).bootstrap(),
+            "--describe",
+            "--under-replicated-partitions",
+        ],
+    );
+    assert!(
+        urp.contains("Topic: isr\tPartition: 0"),
+        "kafka-topics --under-replicated-partitions lists it:\n{urp}"
+    );
     let (err, _) = c
         .produce("isr", 0, &[Bytes::from_static(b"c")], -1, Compression::None)
         .unwrap();
@@ -435,6 +448,19 @@ fn unclean_election_waits_by_default_and_loses_data_when_enabled() {
         Some(-1),
         "the partition stays offline"
     );
+    let unavailable = crate::harness::kafka_ok(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &cluster.node(bystander).bootstrap(),
+            "--describe",
+            "--unavailable-partitions",
+        ],
+    );
+    assert!(
+        unavailable.contains("Topic: unclean\tPartition: 0"),
+        "kafka-topics --unavailable-partitions lists it:\n{unavailable}"
+    );
     // The operator accepts the loss: the out-of-sync replica leads, without what it lacked.
     crate::harness::kafka_ok(
         "configs",
@@ -481,7 +507,7 @@ fn bounce_preferred_leader(cluster: &mut Cluster, topic: &str) -> i32 {
     });
     let observer = (1..=3).find(|b| *b != preferred).unwrap();
     cluster.node(preferred).kill();
-    wait_for("leadership to move", Duration::from_secs(15), || {
+    wait_for("leadership to move", Duration::from_secs(30), || {
         leaders(cluster.node(observer), topic)
             .get(&0)
             .filter(|(l, _, _)| *l > 0 && *l != preferred)
@@ -493,7 +519,7 @@ fn bounce_preferred_leader(cluster: &mut Cluster, topic: &str) -> i32 {
         .wait_until_serving(3, Duration::from_secs(30));
     wait_for(
         "the returned broker to rejoin the ISR",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || {
             let (_, _, isr) = leaders(cluster.node(observer), topic).get(&0).cloned()?;
             isr.contains(&preferred).then_some(())
@@ -608,7 +634,7 @@ fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
     // Kill the leader of each partition in turn, and bring it back.
     for p in 0..3 {
         std::thread::sleep(Duration::from_secs(2));
-        let (leader, _, _) = wait_for("a leader", Duration::from_secs(20), || {
+        let (leader, _, _) = wait_for("a leader", Duration::from_secs(60), || {
             leaders(
                 cluster.nodes.iter().find(|n| n.is_alive()).unwrap(),
                 "steady",
@@ -650,7 +676,7 @@ fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
     // Every record is readable at its acknowledged offset, offsets are dense, no value twice.
     let mut seen = std::collections::HashSet::new();
     for p in 0..3 {
-        let (leader, _, _) = wait_for("a leader", Duration::from_secs(20), || {
+        let (leader, _, _) = wait_for("a leader", Duration::from_secs(60), || {
             leaders(&cluster.nodes[0], "steady")
                 .get(&p)
                 .cloned()
@@ -680,7 +706,7 @@ fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
         for node in 1..=3 {
             wait_for(
                 &format!("partition {p} on node {node}"),
-                Duration::from_secs(15),
+                Duration::from_secs(60),
                 || (segment_bytes(&cluster, node, &dir) == reference).then_some(()),
             );
         }
