@@ -38,7 +38,8 @@ controller.listener.names=CONTROLLER
 controller.quorum.voters=$voters
 log.dirs=$data/node-$id
 num.partitions=1
-default.replication.factor=1
+default.replication.factor=$(( nodes < 3 ? nodes : 3 ))
+min.insync.replicas=$(( nodes < 3 ? 1 : 2 ))
 PROPS
   "$bin" --config "$conf" 2>>"$data/node-$id.log" &
   pids+=($!)

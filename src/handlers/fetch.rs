@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::RequestContext;
 use crate::net::connection::PendingResponse;
-use crate::replica::{FollowerFetch, TopicPartition};
+use crate::replica::{FollowerFetch, FollowerRead, TopicPartition};
 
 /// Upper bound on a single long poll, whatever the client asks.
 const MAX_WAIT_MS_LIMIT: i32 = 60_000;
@@ -73,67 +73,32 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let mut data = PartitionData::default().with_partition_index(p.partition);
-            if replica_id >= 0 {
-                let fetch = FollowerFetch {
-                    replica_id,
-                    fetch_offset: p.fetch_offset,
-                    current_leader_epoch: p.current_leader_epoch,
-                    last_fetched_epoch: p.last_fetched_epoch,
-                };
-                let result = match &name {
-                    None => Err(crate::error::ApiError::new(ResponseError::UnknownTopicId)),
-                    Some(name) => rm
-                        .get_partition(&image, &TopicPartition::new(name.clone(), p.partition))
-                        .and_then(|partition| {
-                            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                            partition.read_for_follower(&fetch, limit, crate::clock::now_ms())
-                        }),
-                };
-                match result {
-                    Ok(read) => {
-                        high_watermark_advanced |= read.high_watermark_advanced;
-                        total += read.records.len();
-                        remaining = remaining.saturating_sub(read.records.len());
-                        data = data
-                            .with_high_watermark(read.high_watermark)
-                            .with_last_stable_offset(read.high_watermark)
-                            .with_log_start_offset(read.log_start_offset)
-                            .with_records(Some(read.records));
-                        if let Some((epoch, end_offset)) = read.diverging_epoch {
-                            // Answer at once: the follower must truncate before fetching more.
-                            has_error = true;
-                            data = data.with_diverging_epoch(
-                                EpochEndOffset::default()
-                                    .with_epoch(epoch)
-                                    .with_end_offset(end_offset),
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        has_error = true;
-                        data = data
-                            .with_error_code(e.code())
-                            .with_high_watermark(-1)
-                            .with_last_stable_offset(-1)
-                            .with_records(Some(Bytes::new()));
-                    }
-                }
-                partitions.push(data);
-                continue;
-            }
             let result = match &name {
                 None => Err(crate::error::ApiError::new(ResponseError::UnknownTopicId)),
                 Some(name) => rm
                     .get_partition(&image, &TopicPartition::new(name.clone(), p.partition))
                     .and_then(|partition| {
                         let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                        // Like Kafka, the first batch of a response is returned even when larger
-                        // than the limits, so a large batch can never block a consumer.
-                        partition.read(p.fetch_offset, p.current_leader_epoch, limit, total == 0)
+                        if replica_id >= 0 {
+                            let fetch = FollowerFetch {
+                                replica_id,
+                                fetch_offset: p.fetch_offset,
+                                current_leader_epoch: p.current_leader_epoch,
+                                last_fetched_epoch: p.last_fetched_epoch,
+                            };
+                            partition.read_for_follower(&fetch, limit, crate::clock::now_ms())
+                        } else {
+                            // Like Kafka, the first batch of a response is returned even when
+                            // larger than the limits, so a large batch never blocks a consumer.
+                            partition
+                                .read(p.fetch_offset, p.current_leader_epoch, limit, total == 0)
+                                .map(FollowerRead::from)
+                        }
                     }),
             };
             match result {
                 Ok(read) => {
+                    high_watermark_advanced |= read.high_watermark_advanced;
                     total += read.records.len();
                     remaining = remaining.saturating_sub(read.records.len());
                     data = data
@@ -141,6 +106,15 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
                         .with_last_stable_offset(read.high_watermark)
                         .with_log_start_offset(read.log_start_offset)
                         .with_records(Some(read.records));
+                    if let Some((epoch, end_offset)) = read.diverging_epoch {
+                        // Answer at once: the follower must truncate before fetching more.
+                        has_error = true;
+                        data = data.with_diverging_epoch(
+                            EpochEndOffset::default()
+                                .with_epoch(epoch)
+                                .with_end_offset(end_offset),
+                        );
+                    }
                 }
                 Err(e) => {
                     has_error = true;

@@ -71,6 +71,20 @@ pub struct FollowerRead {
     pub high_watermark_advanced: bool,
 }
 
+/// A consumer's read, in the shape of a follower's: no divergence, no HW change.
+impl From<ReadResult> for FollowerRead {
+    fn from(r: ReadResult) -> Self {
+        FollowerRead {
+            records: r.records,
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            log_end_offset: r.log_end_offset,
+            diverging_epoch: None,
+            high_watermark_advanced: false,
+        }
+    }
+}
+
 /// A follower's position, for its next fetch.
 #[derive(Clone, Copy, Debug)]
 pub struct FollowerFetchState {

@@ -519,7 +519,7 @@ fn bounce_preferred_leader(cluster: &mut Cluster, topic: &str) -> i32 {
         .wait_until_serving(3, Duration::from_secs(30));
     wait_for(
         "the returned broker to rejoin the ISR",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             let (_, _, isr) = leaders(cluster.node(observer), topic).get(&0).cloned()?;
             isr.contains(&preferred).then_some(())
@@ -634,7 +634,7 @@ fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
     // Kill the leader of each partition in turn, and bring it back.
     for p in 0..3 {
         std::thread::sleep(Duration::from_secs(2));
-        let (leader, _, _) = wait_for("a leader", Duration::from_secs(60), || {
+        let (leader, _, _) = wait_for("a leader", Duration::from_secs(120), || {
             leaders(
                 cluster.nodes.iter().find(|n| n.is_alive()).unwrap(),
                 "steady",
@@ -676,7 +676,7 @@ fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
     // Every record is readable at its acknowledged offset, offsets are dense, no value twice.
     let mut seen = std::collections::HashSet::new();
     for p in 0..3 {
-        let (leader, _, _) = wait_for("a leader", Duration::from_secs(60), || {
+        let (leader, _, _) = wait_for("a leader", Duration::from_secs(120), || {
             leaders(&cluster.nodes[0], "steady")
                 .get(&p)
                 .cloned()
@@ -706,7 +706,7 @@ fn no_acknowledged_write_is_lost_while_leaders_are_killed_in_turn() {
         for node in 1..=3 {
             wait_for(
                 &format!("partition {p} on node {node}"),
-                Duration::from_secs(60),
+                Duration::from_secs(120),
                 || (segment_bytes(&cluster, node, &dir) == reference).then_some(()),
             );
         }

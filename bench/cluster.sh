@@ -1,0 +1,418 @@
+#!/usr/bin/env bash
+# Three-node cluster bench: Gregor vs Apache Kafka 4.1.1 (KRaft, combined mode), replication
+# factor 3, acks=all, min.insync.replicas=2, one system after the other on this machine, driven
+# by Kafka's own perf tools (bin/kafka). See bench/README.md.
+#
+#   bench/cluster.sh                      # both systems, 300000 records of 1 KiB
+#   bench/cluster.sh --records 100000     # smaller run
+#   bench/cluster.sh --only kafka         # Apache Kafka only (no Gregor binary needed)
+#   bench/cluster.sh --only gregor        # Gregor only
+#
+# Options: --records N, --record-size BYTES, --warmup N (records produced to a separate RF=3
+#          topic before measuring; default 50000; 0 = none), --partitions N (default 3),
+#          --only gregor|kafka, --keep (keep the data dirs and logs), -h|--help.
+# Environment: GREGOR_BIN (default target/release/gregor), BENCH_KAFKA_HEAP (per Kafka node,
+#   -Xmx512m -Xms512m), GREGOR_EXTRA_CONFIG (a file appended to every Gregor node's properties),
+#   BENCH_TMP (parent of the data dirs, default $TMPDIR or /tmp), BENCH_TOOL_TIMEOUT (seconds
+#   per tool run, 900). Ports: Gregor 19092-19094 (controller 19192-19194), Kafka 29092-29094
+#   (controller 29192-29194).
+set -euo pipefail
+
+root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+kafka_tool="$root/bin/kafka"
+
+records=300000
+record_size=1024
+warmup=50000
+partitions=3
+only=""
+keep=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --records) records="$2"; shift 2 ;;
+    --records=*) records="${1#*=}"; shift ;;
+    --record-size) record_size="$2"; shift 2 ;;
+    --record-size=*) record_size="${1#*=}"; shift ;;
+    --warmup) warmup="$2"; shift 2 ;;
+    --warmup=*) warmup="${1#*=}"; shift ;;
+    --partitions) partitions="$2"; shift 2 ;;
+    --partitions=*) partitions="${1#*=}"; shift ;;
+    --only) only="$2"; shift 2 ;;
+    --only=*) only="${1#*=}"; shift ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+[[ "$records" =~ ^[0-9]+$ && "$records" -gt 0 ]] || { echo "bench: --records must be a positive integer" >&2; exit 2; }
+[[ "$record_size" =~ ^[0-9]+$ && "$record_size" -gt 0 ]] || { echo "bench: --record-size must be a positive integer" >&2; exit 2; }
+[[ "$warmup" =~ ^[0-9]+$ ]] || { echo "bench: --warmup must be a non-negative integer" >&2; exit 2; }
+[[ "$partitions" =~ ^[0-9]+$ && "$partitions" -gt 0 ]] || { echo "bench: --partitions must be a positive integer" >&2; exit 2; }
+case "$only" in ""|gregor|kafka) ;; *) echo "bench: --only takes gregor or kafka" >&2; exit 2 ;; esac
+
+gregor_bin="${GREGOR_BIN:-$root/target/release/gregor}"
+kafka_heap="${BENCH_KAFKA_HEAP:--Xmx512m -Xms512m}"
+tool_timeout="${BENCH_TOOL_TIMEOUT:-900}"
+topic="cluster-bench-$(date +%s)"
+NODES=(1 2 3)
+gregor_port() { echo $(( 19091 + $1 )); }
+gregor_cport() { echo $(( 19191 + $1 )); }
+kafka_port() { echo $(( 29091 + $1 )); }
+kafka_cport() { echo $(( 29191 + $1 )); }
+
+run_gregor=1; run_kafka=1
+[[ "$only" == kafka ]] && run_gregor=0
+[[ "$only" == gregor ]] && run_kafka=0
+if [[ $run_gregor -eq 1 && ! -x "$gregor_bin" ]]; then
+  echo "bench: Gregor binary not found at $gregor_bin (cargo build --release, set GREGOR_BIN, or --only kafka)" >&2
+  exit 1
+fi
+
+work="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/gregor-cluster-bench.XXXXXX")"
+PIDS=()        # every background process started here; killed on exit
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ $keep -eq 1 || ( $rc -ne 0 && $rc -ne 130 && $rc -ne 143 ) ]]; then
+    echo "bench: data and logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+forget_pid() {
+  local pid="$1" i
+  for i in "${!PIDS[@]}"; do
+    if [[ "${PIDS[$i]}" == "$pid" ]]; then unset "PIDS[$i]"; fi
+  done
+  PIDS=("${PIDS[@]}")
+}
+
+# Runs a Kafka tool in the background (so the exit trap can stop it), waits for it, and
+# returns its exit status. Output goes to the file given as first argument.
+tool() {
+  local out="$1"; shift
+  timeout --kill-after=10 "$tool_timeout" "$kafka_tool" "$@" >"$out" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  local rc=0
+  wait "$pid" || rc=$?
+  forget_pid "$pid"
+  return "$rc"
+}
+
+# Sends an ApiVersions request (v3, or v0 when given "0") and succeeds when a response with our
+# correlation id comes back, whatever its error code. Responses always use header v0.
+probe_api_versions() {
+  local port="$1" req out
+  if [[ "${2:-3}" == 0 ]]; then
+    req='\x00\x00\x00\x0b\x00\x12\x00\x00\x00\x00\x00\x01\x00\x01b'
+  else
+    req='\x00\x00\x00\x11\x00\x12\x00\x03\x00\x00\x00\x01\x00\x01b\x00\x02b\x021\x00'
+  fi
+  # shellcheck disable=SC2016  # the inner script takes the port and request as $1 and $2
+  out="$(timeout 2 bash -c '
+      exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+      printf "$2" >&3
+      head -c 8 <&3 | od -An -tx1' _ "$port" "$req" 2>/dev/null)" || return 1
+  out="${out//[[:space:]]/}"
+  [[ ${#out} -eq 16 && "${out:8:8}" == 00000001 ]]
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+check_port_free() {
+  if port_in_use "$1"; then echo "bench: port $1 is already in use on 127.0.0.1" >&2; exit 1; fi
+}
+
+# all_alive SYS PID...: fails (and shows the log tail) if one of the node processes has exited.
+all_alive() {
+  local sys="$1" i=0 pid; shift
+  for pid in "$@"; do
+    i=$(( i + 1 ))
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$sys node $i exited; last log lines:"; tail -n 30 "$work/$sys-node$i.log" >&2 || true
+      return 1
+    fi
+  done
+}
+
+# wait_ready SYS START_MS PORTS PIDS: polls until every node answers ApiVersions; prints ms.
+wait_ready() {
+  local sys="$1" start="$2" ports="$3" pids="$4" deadline=$(( $(now_ms) + 120000 )) port ok
+  while (( $(now_ms) < deadline )); do
+    # shellcheck disable=SC2086
+    all_alive "$sys" $pids || return 1
+    ok=1
+    for port in $ports; do
+      probe_api_versions "$port" 3 || probe_api_versions "$port" 0 || { ok=0; break; }
+    done
+    if [[ $ok -eq 1 ]]; then echo $(( $(now_ms) - start )); return 0; fi
+    sleep 0.05
+  done
+  log "$sys: not every node answered ApiVersions on $ports within 120 s"
+  return 1
+}
+
+stop_nodes() {
+  local pid
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+  done
+}
+
+# create_topic SYS BOOTSTRAP NAME PIDS: creates an RF=3 topic, retrying while the cluster settles.
+create_topic() {
+  local sys="$1" bootstrap="$2" name="$3" pids="$4" out="$work/$1-topic-$3.out" i
+  for i in $(seq 1 90); do
+    if tool "$out" topics --bootstrap-server "$bootstrap" --create --topic "$name" \
+         --partitions "$partitions" --replication-factor 3 \
+         --config min.insync.replicas=2; then return 0; fi
+    if grep -q 'already exists' "$out"; then return 0; fi
+    # shellcheck disable=SC2086
+    all_alive "$sys" $pids || return 1
+    sleep 1
+  done
+  log "$sys: creating topic $name (RF 3) failed:"; cat "$out" >&2
+  return 1
+}
+
+declare -A R   # results: R[<system>.<metric>]
+
+# bench_cluster SYS START_MS PORTS PIDS: the common part once the three nodes are running.
+bench_cluster() {
+  local sys="$1" start="$2" ports="$3" pids="$4" ms port bootstrap="" first
+  for port in $ports; do bootstrap+="${bootstrap:+,}127.0.0.1:$port"; done
+  first="127.0.0.1:${ports%% *}"
+
+  ms="$(wait_ready "$sys" "$start" "$ports" "$pids")"
+  R[$sys.startup_ms]="$ms"
+  log "$sys: all three nodes answer ApiVersions after $ms ms"
+
+  local listed=0 i
+  for i in $(seq 1 90); do
+    if tool "$work/$sys-list.out" topics --bootstrap-server "$first" --list; then listed=1; break; fi
+    # shellcheck disable=SC2086
+    all_alive "$sys" $pids || return 1
+    sleep 1
+  done
+  [[ $listed -eq 1 ]] || { log "$sys: kafka-topics --list failed:"; cat "$work/$sys-list.out" >&2; return 1; }
+  create_topic "$sys" "$first" "$topic" "$pids"
+  R[$sys.ready_ms]=$(( $(now_ms) - start ))
+  log "$sys: topic $topic ($partitions partitions, RF 3) created ${R[$sys.ready_ms]} ms after start"
+
+  if [[ $warmup -gt 0 ]]; then
+    log "$sys: warm-up, $warmup records to $topic-warmup (not measured)"
+    create_topic "$sys" "$first" "$topic-warmup" "$pids"
+    tool "$work/$sys-warmup.out" producer-perf-test --topic "$topic-warmup" --num-records "$warmup" \
+      --record-size "$record_size" --throughput -1 \
+      --producer-props "bootstrap.servers=$bootstrap" acks=all \
+      || { log "$sys: warm-up failed:"; tail -n 20 "$work/$sys-warmup.out" >&2; return 1; }
+  fi
+
+  log "$sys: producer-perf-test, $records x $record_size B, acks=all"
+  local out="$work/$sys-produce.out" line
+  if ! tool "$out" producer-perf-test --topic "$topic" --num-records "$records" \
+       --record-size "$record_size" --throughput -1 \
+       --producer-props "bootstrap.servers=$bootstrap" acks=all; then
+    log "$sys: producer-perf-test failed:"; tail -n 20 "$out" >&2; return 1
+  fi
+  line="$(grep -E 'records sent,.*99\.9th' "$out" | tail -n 1)"
+  [[ -n "$line" ]] || { log "$sys: no summary from producer-perf-test:"; tail -n 20 "$out" >&2; return 1; }
+  echo "$line" >&2
+  R[$sys.p.rps]="$(sed -E 's/.* ([0-9.]+) records\/sec.*/\1/' <<<"$line")"
+  R[$sys.p.mbs]="$(sed -E 's/.*\(([0-9.]+) MB\/sec\).*/\1/' <<<"$line")"
+  R[$sys.p.avg]="$(sed -E 's/.* ([0-9.]+) ms avg latency.*/\1/' <<<"$line")"
+  R[$sys.p.max]="$(sed -E 's/.* ([0-9.]+) ms max latency.*/\1/' <<<"$line")"
+  R[$sys.p.p50]="$(sed -E 's/.* ([0-9.]+) ms 50th.*/\1/' <<<"$line")"
+  R[$sys.p.p99]="$(sed -E 's/.* ([0-9.]+) ms 99th.*/\1/' <<<"$line")"
+
+  if tool "$work/$sys-describe.out" topics --bootstrap-server "$first" --describe --topic "$topic"; then
+    log "$sys: replicas / in-sync replicas of $topic after the producer run:"
+    grep -E 'Partition: ' "$work/$sys-describe.out" | sed -E 's/^[[:space:]]*Topic: [^[:space:]]+[[:space:]]*/  /' >&2 || true
+  else
+    log "$sys: WARNING kafka-topics --describe failed"; tail -n 5 "$work/$sys-describe.out" >&2
+  fi
+
+  out="$work/$sys-consume.out"
+  log "$sys: consumer-perf-test over $records records"
+  if ! tool "$out" consumer-perf-test --bootstrap-server "$bootstrap" --topic "$topic" \
+       --messages "$records" --timeout 30000 --group "cluster-bench-$sys-$$"; then
+    log "$sys: consumer-perf-test failed:"; tail -n 20 "$out" >&2; return 1
+  fi
+  local header data
+  header="$(grep -E '^start.time' "$out" | tail -n 1)"
+  data="$(grep -A1 -E '^start.time' "$out" | tail -n 1)"
+  [[ -n "$header" && -n "$data" && "$data" != "$header" ]] || { log "$sys: no summary from consumer-perf-test:"; tail -n 20 "$out" >&2; return 1; }
+  echo "$header" >&2; echo "$data" >&2
+  col() { awk -F', *' -v h="$header" -v want="$1" 'BEGIN{n=split(h,H,/, */); for(i=1;i<=n;i++) if(H[i]==want) c=i} {print $c}' <<<"$data"; }
+  R[$sys.c.msgs]="$(col data.consumed.in.nMsg)"
+  R[$sys.c.mbs]="$(col MB.sec)"
+  R[$sys.c.rps]="$(col nMsg.sec)"
+  R[$sys.c.fmbs]="$(col fetch.MB.sec)"
+  R[$sys.c.rebalance]="$(col rebalance.time.ms)"
+  if [[ "${R[$sys.c.msgs]}" != "$records" ]]; then
+    log "$sys: WARNING consumer read ${R[$sys.c.msgs]} of $records records"
+  fi
+
+  local pid kb total_kb=0 each=""
+  for pid in $pids; do
+    kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
+    [[ "$kb" =~ ^[0-9]+$ ]] || { total_kb=""; break; }
+    total_kb=$(( total_kb + kb )); each+="${each:+ + }$(( kb / 1024 ))"
+  done
+  if [[ -n "$total_kb" ]]; then
+    R[$sys.rss_mb]="$(awk -v k="$total_kb" 'BEGIN {printf "%.1f", k/1024}')"
+    log "$sys: peak RSS ${R[$sys.rss_mb]} MiB ($each MiB)"
+  else
+    R[$sys.rss_mb]="?"
+  fi
+}
+
+run_gregor_side() {
+  local i pids="" ports="" start pid conf
+  for i in "${NODES[@]}"; do check_port_free "$(gregor_port "$i")"; check_port_free "$(gregor_cport "$i")"; done
+  local voters
+  voters="1@127.0.0.1:$(gregor_cport 1),2@127.0.0.1:$(gregor_cport 2),3@127.0.0.1:$(gregor_cport 3)"
+  for i in "${NODES[@]}"; do
+    mkdir -p "$work/gregor/node-$i"
+    conf="$work/gregor-node$i.properties"
+    cat >"$conf" <<EOF
+node.id=$i
+listeners=PLAINTEXT://127.0.0.1:$(gregor_port "$i"),CONTROLLER://127.0.0.1:$(gregor_cport "$i")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(gregor_port "$i")
+controller.listener.names=CONTROLLER
+controller.quorum.voters=$voters
+log.dirs=$work/gregor/node-$i
+num.partitions=1
+min.insync.replicas=2
+group.initial.rebalance.delay.ms=0
+EOF
+    if [[ -n "${GREGOR_EXTRA_CONFIG:-}" ]]; then cat "$GREGOR_EXTRA_CONFIG" >>"$conf"; fi
+  done
+  "$root/scripts/kafka-jars.sh" >/dev/null
+
+  log "gregor: starting 3 nodes of $gregor_bin on 127.0.0.1:$(gregor_port 1)-$(gregor_port 3)"
+  start="$(now_ms)"
+  for i in "${NODES[@]}"; do
+    "$gregor_bin" --config "$work/gregor-node$i.properties" >"$work/gregor-node$i.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid"); pids+="${pids:+ }$pid"; ports+="${ports:+ }$(gregor_port "$i")"
+  done
+  bench_cluster gregor "$start" "$ports" "$pids"
+  log "gregor: stopping"
+  # shellcheck disable=SC2086
+  stop_nodes $pids
+}
+
+run_kafka_side() {
+  local i pids="" ports="" start pid conf cluster_id
+  for i in "${NODES[@]}"; do check_port_free "$(kafka_port "$i")"; check_port_free "$(kafka_cport "$i")"; done
+  local voters
+  voters="1@127.0.0.1:$(kafka_cport 1),2@127.0.0.1:$(kafka_cport 2),3@127.0.0.1:$(kafka_cport 3)"
+  for i in "${NODES[@]}"; do
+    mkdir -p "$work/kafka/node-$i"
+    conf="$work/kafka-node$i.properties"
+    cat >"$conf" <<EOF
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(kafka_port "$i"),CONTROLLER://127.0.0.1:$(kafka_cport "$i")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(kafka_port "$i")
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$work/kafka/node-$i
+num.partitions=1
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+group.initial.rebalance.delay.ms=0
+EOF
+  done
+  "$root/scripts/kafka-jars.sh" >/dev/null
+  cluster_id="$("$kafka_tool" storage random-uuid)"
+  for i in "${NODES[@]}"; do
+    log "kafka: formatting node $i (cluster id $cluster_id, static voters)"
+    tool "$work/kafka-format$i.out" storage format -t "$cluster_id" -c "$work/kafka-node$i.properties" \
+      || { cat "$work/kafka-format$i.out" >&2; return 1; }
+  done
+
+  log "kafka: starting 3 Apache Kafka 4.1.1 nodes on 127.0.0.1:$(kafka_port 1)-$(kafka_port 3) (heap per node: $kafka_heap)"
+  start="$(now_ms)"
+  for i in "${NODES[@]}"; do
+    KAFKA_HEAP_OPTS="$kafka_heap" "$kafka_tool" server "$work/kafka-node$i.properties" >"$work/kafka-node$i.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid"); pids+="${pids:+ }$pid"; ports+="${ports:+ }$(kafka_port "$i")"
+  done
+  bench_cluster kafka "$start" "$ports" "$pids"
+  log "kafka: stopping"
+  # shellcheck disable=SC2086
+  stop_nodes $pids
+}
+
+if [[ $run_gregor -eq 1 ]]; then run_gregor_side; fi
+if [[ $run_kafka -eq 1 ]]; then run_kafka_side; fi
+
+# ---- report ---------------------------------------------------------------------------------
+fmt() {
+  local v="${R[$1]:-}"
+  if [[ -z "$v" ]]; then echo "-"
+  elif [[ "$v" =~ ^[0-9]+\.[0-9]{3,}$ ]]; then printf '%.2f\n' "$v"
+  else echo "$v"; fi
+}
+ratio() {
+  local g="${R[gregor.$1]:-}" k="${R[kafka.$1]:-}"
+  if [[ "$g" =~ ^[0-9.]+$ && "$k" =~ ^[0-9.]+$ ]]; then
+    awk -v g="$g" -v k="$k" 'BEGIN { if (k + 0 == 0) print "-"; else printf "%.2f", g / k }'
+  else echo "-"; fi
+}
+stamp="$(date +%Y%m%d-%H%M%S)"
+report="$(
+  echo "Gregor vs Apache Kafka 4.1.1, 3-node cluster on 127.0.0.1 - $(date '+%Y-%m-%d %H:%M:%S %z')"
+  echo "replication factor 3, acks=all, min.insync.replicas=2; 1 topic, $partitions partitions"
+  echo "records per producer run: $records x $record_size B, unthrottled; warm-up: $warmup records"
+  echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); gregor: $([[ $run_gregor -eq 1 ]] && echo "$gregor_bin (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))" || echo skipped); kafka: $([[ $run_kafka -eq 1 ]] && echo "KRaft combined x3, heap $kafka_heap per node" || echo skipped)"
+  echo
+  printf '%-38s %14s %14s %14s\n' "metric" "Gregor" "Kafka" "Gregor/Kafka"
+  printf '%-38s %14s %14s %14s\n' "------" "------" "-----" "------------"
+  row() { printf '%-38s %14s %14s %14s\n' "$1" "$(fmt "gregor.$2")" "$(fmt "kafka.$2")" "$(ratio "$2")"; }
+  row "start-up to ApiVersions, 3 nodes (ms)" startup_ms
+  row "start-up to RF=3 topic created (ms)"  ready_ms
+  row "produce acks=all records/s"           p.rps
+  row "produce acks=all MB/s"                p.mbs
+  row "produce acks=all avg latency ms"      p.avg
+  row "produce acks=all p50 latency ms"      p.p50
+  row "produce acks=all p99 latency ms"      p.p99
+  row "produce acks=all max latency ms"      p.max
+  row "consume records/s"                    c.rps
+  row "consume MB/s"                         c.mbs
+  row "consume MB/s (fetch only)"            c.fmbs
+  row "consume group join (ms)"              c.rebalance
+  row "consume records read"                 c.msgs
+  row "peak RSS, sum of 3 nodes (MiB)"       rss_mb
+  echo
+  echo "Throughput: higher is better; latency, start-up and RSS: lower is better."
+)"
+mkdir -p "$root/bench/results"
+echo "$report" >"$root/bench/results/cluster-$stamp.txt"
+echo "$report"
+log "saved bench/results/cluster-$stamp.txt"
