@@ -510,6 +510,8 @@ impl Partition {
         let mut s = self.state.lock();
         let target = offset.max(s.log.log_start_offset());
         if target >= s.log.log_end_offset() {
+            // No records to cut; the log still drops an epoch entry that starts at its end.
+            s.log.truncate_to(target)?;
             return Ok(());
         }
         tracing::info!(topic = %self.topic, partition = self.index, from = s.log.log_end_offset(), to = target, "truncating diverged log");

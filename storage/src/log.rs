@@ -653,6 +653,11 @@ impl Log {
             });
         }
         if offset >= log_end_offset {
+            // Nothing to cut, but an epoch entry may start at the log end: a replica that
+            // became leader records its epoch there before appending anything, and if another
+            // leader took over first that entry conflicts with the new leader's log. Kafka's
+            // `UnifiedLog.truncateTo` drops it the same way.
+            self.epoch_cache.truncate_from_end(log_end_offset)?;
             return Ok(());
         }
         if self.segments[0].base_offset() > offset {

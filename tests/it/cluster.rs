@@ -356,6 +356,21 @@ fn dead_broker_is_fenced_and_loses_its_leaderships() {
         )
         .unwrap();
     assert_eq!(err, 6, "a follower answers NOT_LEADER_OR_FOLLOWER");
+    // kafka-topics reports the partitions that lost a replica as under-replicated.
+    let urp = kafka_ok(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &cluster.node(observer).bootstrap(),
+            "--describe",
+            "--under-replicated-partitions",
+        ],
+    );
+    assert_eq!(
+        urp.lines().filter(|l| l.contains("Topic: moving")).count(),
+        6,
+        "every partition lost a replica:\n{urp}"
+    );
     // The dead broker is gone from Metadata.
     let mut c = Client::connect(&cluster.node(observer).bootstrap());
     let meta = c
