@@ -69,72 +69,8 @@ if [[ $run_gregor -eq 1 && ! -x "$gregor_bin" ]]; then
 fi
 
 work="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/gregor-cluster-bench.XXXXXX")"
-PIDS=()        # every background process started here; killed on exit
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ $keep -eq 1 || ( $rc -ne 0 && $rc -ne 130 && $rc -ne 143 ) ]]; then
-    echo "bench: data and logs kept in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-forget_pid() {
-  local pid="$1" i
-  for i in "${!PIDS[@]}"; do
-    if [[ "${PIDS[$i]}" == "$pid" ]]; then unset "PIDS[$i]"; fi
-  done
-  PIDS=("${PIDS[@]}")
-}
-
-# Runs a Kafka tool in the background (so the exit trap can stop it), waits for it, and
-# returns its exit status. Output goes to the file given as first argument.
-tool() {
-  local out="$1"; shift
-  timeout --kill-after=10 "$tool_timeout" "$kafka_tool" "$@" >"$out" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  local rc=0
-  wait "$pid" || rc=$?
-  forget_pid "$pid"
-  return "$rc"
-}
-
-# Sends an ApiVersions request (v3, or v0 when given "0") and succeeds when a response with our
-# correlation id comes back, whatever its error code. Responses always use header v0.
-probe_api_versions() {
-  local port="$1" req out
-  if [[ "${2:-3}" == 0 ]]; then
-    req='\x00\x00\x00\x0b\x00\x12\x00\x00\x00\x00\x00\x01\x00\x01b'
-  else
-    req='\x00\x00\x00\x11\x00\x12\x00\x03\x00\x00\x00\x01\x00\x01b\x00\x02b\x021\x00'
-  fi
-  # shellcheck disable=SC2016  # the inner script takes the port and request as $1 and $2
-  out="$(timeout 2 bash -c '
-      exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-      printf "$2" >&3
-      head -c 8 <&3 | od -An -tx1' _ "$port" "$req" 2>/dev/null)" || return 1
-  out="${out//[[:space:]]/}"
-  [[ ${#out} -eq 16 && "${out:8:8}" == 00000001 ]]
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-check_port_free() {
-  if port_in_use "$1"; then echo "bench: port $1 is already in use on 127.0.0.1" >&2; exit 1; fi
-}
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 # all_alive SYS PID...: fails (and shows the log tail) if one of the node processes has exited.
 all_alive() {
