@@ -20,11 +20,17 @@ if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null && ! compgen -G "/
   missing+=(libclang-dev clang)
 fi
 command -v c++ >/dev/null || missing+=(g++)
+# librdkafka (the jepsen/ harness's Kafka client) is built by cmake; its sources include curl's
+# header even when curl support is off.
+command -v cmake >/dev/null || missing+=(cmake)
+[[ -e /usr/include/curl/curl.h || -e /usr/include/x86_64-linux-gnu/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
 if [[ $build_only -eq 0 ]]; then
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
   command -v iptables >/dev/null || missing+=(iptables)
+  # Go builds the porcupine linearizability checker (jepsen/porcupine).
+  command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || missing+=(golang-go)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

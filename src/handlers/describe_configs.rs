@@ -7,15 +7,39 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, RequestContext};
+use super::{message, str_bytes, ListenerKind, RequestContext};
+use crate::error::ApiError;
 use crate::metadata::topic_config::{self, ConfigSource, ConfigType};
 use crate::metadata::ConfigResource;
 
 /// Topic configs can be changed (IncrementalAlterConfigs); none is read-only.
 pub const READ_ONLY: bool = false;
 
-pub fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let image = ctx.broker.image();
+pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    // A broker answers from its own copy of the metadata, which may lag. On the controller
+    // listener the active controller answers after a Raft read barrier, so such reads are
+    // linearizable; the other controllers forward to it.
+    // (A broker's own static configs are its own to answer.)
+    let topic_read = req
+        .resources
+        .iter()
+        .any(|r| r.resource_type == ConfigResource::TOPIC);
+    let image = if ctx.listener == ListenerKind::Controller && topic_read {
+        let read = if ctx.broker.controller.is_active() || ctx.is_from_broker() {
+            ctx.broker.controller.read_image().await
+        } else {
+            match ctx.broker.send_to_controller(&req, ctx.api_version).await {
+                Ok(resp) => return resp,
+                Err(e) => Err(e),
+            }
+        };
+        match read {
+            Ok(image) => image,
+            Err(e) => return failed(&req, &e),
+        }
+    } else {
+        ctx.broker.image()
+    };
     let results = req
         .resources
         .iter()
@@ -118,4 +142,20 @@ pub fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConf
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The same error for every resource of the request.
+fn failed(req: &DescribeConfigsRequest, e: &ApiError) -> DescribeConfigsResponse {
+    DescribeConfigsResponse::default().with_results(
+        req.resources
+            .iter()
+            .map(|r| {
+                DescribeConfigsResult::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(e.code())
+                    .with_error_message(message(&e.message))
+            })
+            .collect(),
+    )
 }

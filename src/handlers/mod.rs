@@ -308,9 +308,10 @@ pub async fn dispatch(
         RequestKind::OffsetForLeaderEpoch(r) => ready(ctx.reply(
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&ctx, r)),
         )),
-        RequestKind::DescribeConfigs(r) => ready(ctx.reply(ResponseKind::DescribeConfigs(
-            describe_configs::handle(&ctx, r),
-        ))),
+        RequestKind::DescribeConfigs(r) => {
+            let resp = describe_configs::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::DescribeConfigs(resp)))
+        }
         RequestKind::IncrementalAlterConfigs(r) => {
             let resp = incremental_alter_configs::handle(&ctx, r).await;
             ready(ctx.reply(ResponseKind::IncrementalAlterConfigs(resp)))

@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod crash;
 mod harness;
+mod jepsen;
 mod librdkafka;
 mod replication;
 mod retention;
