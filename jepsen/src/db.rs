@@ -4,6 +4,7 @@
 //!
 //! Every process started here is killed when the `Cluster` drops, even on a panic.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,13 +60,26 @@ impl Node {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = Command::new(&self.gregor)
-            .arg("--config")
+        let mut cmd = Command::new(&self.gregor);
+        cmd.arg("--config")
             .arg(self.dir.join("node.properties"))
             .env("GREGOR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log);
+        // The node dies with the harness, even when the harness is killed outright. (The
+        // signal follows the spawning thread: nodes are started and restarted by the thread
+        // that runs the test, which outlives them.)
+        // Safety: prctl is async-signal-safe and touches nothing of the parent's.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", self.gregor.display()))?;
         self.child = Some(child);

@@ -425,7 +425,8 @@ pub fn build_porcupine(out_dir: &Path) -> Result<Option<PathBuf>> {
         return Ok(None);
     };
     std::fs::create_dir_all(out_dir)?;
-    let out = out_dir.join("porcupine-check");
+    // Absolute: go build runs in the program's own directory.
+    let out = std::path::absolute(out_dir)?.join("porcupine-check");
     let status = std::process::Command::new(go)
         .args(["build", "-o"])
         .arg(&out)

@@ -85,6 +85,7 @@ pub async fn handle(ctx: RequestContext, req: ProduceRequest) -> PendingResponse
                         let waited = if acks == ACKS_ALL {
                             ReplicaManager::wait_for_high_watermark(
                                 &partition,
+                                result.leader_epoch,
                                 result.last_offset + 1,
                                 deadline,
                             )

@@ -234,26 +234,37 @@ impl ReplicaManager {
         Ok((partition, result))
     }
 
-    /// Waits until the partition's HW covers `end_offset` (exclusive), or the deadline.
-    /// The ISR holding the data is what acks=all promises.
+    /// Waits until the partition's HW covers `end_offset` (exclusive) while this replica
+    /// still leads in `leader_epoch`, the epoch of the append, or the deadline. The ISR
+    /// holding the data is what acks=all promises.
     pub async fn wait_for_high_watermark(
         partition: &Partition,
+        leader_epoch: i32,
         end_offset: i64,
         deadline: tokio::time::Instant,
     ) -> Result<(), ApiError> {
         let mut rx = partition.subscribe_high_watermark();
-        let result = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= end_offset))
-            .await
-            .map(|r| r.map(|_| ()));
-        match result {
-            // Kafka's DelayedProduce: the HW passed the batch, but if the ISR shrank below
-            // min.insync.replicas meanwhile, fewer replicas than promised hold it.
-            Ok(Ok(())) if !partition.has_enough_isr() => {
+        let waited = tokio::time::timeout_at(
+            deadline,
+            rx.wait_for(|hw| hw.offset >= end_offset || hw.leading_epoch != Some(leader_epoch)),
+        )
+        .await
+        // A copy: the watch's lock must not be held while the partition's is taken below.
+        .map(|r| r.map(|hw| *hw));
+        match waited {
+            Err(_elapsed) => Err(ApiError::new(ResponseError::RequestTimedOut)),
+            Ok(Err(_closed)) => Err(ApiError::new(ResponseError::NotLeaderOrFollower)),
+            // Kafka's DelayedProduce answers NOT_LEADER_OR_FOLLOWER once the replica stops
+            // leading: the offset the batch got may now hold another leader's record.
+            Ok(Ok(hw)) if hw.leading_epoch != Some(leader_epoch) => {
+                Err(ApiError::new(ResponseError::NotLeaderOrFollower))
+            }
+            // The HW passed the batch, but if the ISR shrank below min.insync.replicas
+            // meanwhile, fewer replicas than promised hold it.
+            Ok(Ok(_)) if !partition.has_enough_isr() => {
                 Err(ApiError::new(ResponseError::NotEnoughReplicasAfterAppend))
             }
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(ApiError::new(ResponseError::NotLeaderOrFollower)),
-            Err(_) => Err(ApiError::new(ResponseError::RequestTimedOut)),
+            Ok(Ok(_)) => Ok(()),
         }
     }
 
@@ -374,4 +385,112 @@ fn prepare_partition_dir(dir: &Path, topic_id: Uuid) -> std::io::Result<()> {
     std::fs::write(&tmp, format!("version: 0\ntopic_id: {topic_id}\n"))?;
     std::fs::rename(&tmp, &meta)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::PartitionRegistration;
+    use crate::replica::partition::{PartitionConfig, PartitionId};
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(value: &'static [u8]) -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: now_ms(),
+            key: None,
+            value: Some(Bytes::from_static(value)),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            [&record],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    fn registration(leader: i32, leader_epoch: i32, isr: &[i32]) -> PartitionRegistration {
+        PartitionRegistration {
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch,
+            partition_epoch: leader_epoch,
+        }
+    }
+
+    /// Found by jepsen/ under pause faults: a paused leader, resumed with stale metadata,
+    /// appended a produce at offset o; it then learned of the new leader, truncated, fetched
+    /// the new leader's record at o, and its HW passed o. The waiting acks=all produce must
+    /// fail (NOT_LEADER_OR_FOLLOWER), not acknowledge offset o.
+    #[tokio::test]
+    async fn acks_all_wait_ends_when_leadership_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = PartitionId {
+            topic: "t".into(),
+            index: 0,
+            topic_id: Uuid::new_v4(),
+        };
+        let config = PartitionConfig {
+            log: Default::default(),
+            min_insync_replicas: 2,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+        };
+        let partition = Arc::new(
+            Partition::open(
+                dir.path(),
+                id,
+                1,
+                &registration(1, 0, &[1, 2, 3]),
+                config,
+                now_ms(),
+            )
+            .unwrap(),
+        );
+        let appended = partition
+            .append_records_as_leader(&batch(b"old leader"), -1, now_ms())
+            .unwrap();
+        assert_eq!((appended.base_offset, appended.leader_epoch), (0, 0));
+        let waiter = {
+            let p = partition.clone();
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                ReplicaManager::wait_for_high_watermark(&p, 0, 1, deadline).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Broker 2 leads epoch 1; this replica truncates and takes the new leader's record.
+        partition.update_registration(&registration(2, 1, &[2, 3]));
+        partition.truncate_to(0).unwrap();
+        partition
+            .append_as_follower(1, &batch(b"new leader"), 1, now_ms())
+            .unwrap();
+        assert_eq!(partition.high_watermark(), 1);
+        let result = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the wait ends")
+            .unwrap();
+        assert_eq!(
+            result.unwrap_err().code(),
+            ResponseError::NotLeaderOrFollower.code()
+        );
+    }
 }

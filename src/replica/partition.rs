@@ -33,6 +33,9 @@ pub const ACKS_ALL: i16 = -1;
 /// What an append produced, for the Produce response.
 #[derive(Clone, Debug)]
 pub struct AppendResult {
+    /// The leader epoch the batch was appended under; an acks=all wait holds only while
+    /// this replica still leads in that epoch.
+    pub leader_epoch: i32,
     pub base_offset: i64,
     pub last_offset: i64,
     /// -1 unless the topic uses LogAppendTime.
@@ -152,8 +155,19 @@ pub struct Partition {
     /// This broker's id.
     local_broker_id: i32,
     state: Mutex<PartitionState>,
-    /// The published high watermark; acks=all produce requests wait on it.
-    high_watermark_tx: watch::Sender<i64>,
+    /// The published high watermark with the leadership it was reached under; acks=all
+    /// produce requests wait on it.
+    high_watermark_tx: watch::Sender<HighWatermark>,
+}
+
+/// What an acks=all produce waits on. The HW alone is not enough: a leader that lost its
+/// leadership truncates, re-fetches from the new leader and sees the HW pass the offset
+/// again, over another record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HighWatermark {
+    pub offset: i64,
+    /// The leader epoch while this replica leads; None while it follows.
+    pub leading_epoch: Option<i32>,
 }
 
 impl Partition {
@@ -188,7 +202,11 @@ impl Partition {
         } else {
             log.log_start_offset()
         };
-        let (high_watermark_tx, _) = watch::channel(high_watermark);
+        let (high_watermark_tx, _) = watch::channel(HighWatermark {
+            offset: high_watermark,
+            leading_epoch: (registration.leader == local_broker_id)
+                .then_some(registration.leader_epoch),
+        });
         let partition = Partition {
             topic: id.topic,
             index: id.index,
@@ -243,6 +261,20 @@ impl Partition {
         s.replicas = registration.replicas.clone();
         s.isr = registration.isr.clone();
         self.maybe_increment_high_watermark(&mut s);
+        // Waiters re-check whether they still wait under the leadership they appended in.
+        self.publish_high_watermark(&s);
+    }
+
+    fn publish_high_watermark(&self, s: &PartitionState) {
+        let view = HighWatermark {
+            offset: s.high_watermark,
+            leading_epoch: (s.leader == self.local_broker_id).then_some(s.leader_epoch),
+        };
+        self.high_watermark_tx.send_if_modified(|v| {
+            let changed = *v != view;
+            *v = view;
+            changed
+        });
     }
 
     pub fn update_config(&self, config: PartitionConfig) {
@@ -271,7 +303,7 @@ impl Partition {
         self.state.lock().log.log_end_offset()
     }
 
-    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<HighWatermark> {
         self.high_watermark_tx.subscribe()
     }
 
@@ -318,7 +350,7 @@ impl Partition {
         if new_hw > s.high_watermark {
             debug_assert!(new_hw <= leo, "high watermark past the log end");
             s.high_watermark = new_hw;
-            self.high_watermark_tx.send_replace(new_hw);
+            self.publish_high_watermark(s);
         }
     }
 
@@ -499,7 +531,7 @@ impl Partition {
         let hw = leader_high_watermark.min(s.log.log_end_offset());
         if hw > s.high_watermark {
             s.high_watermark = hw;
-            self.high_watermark_tx.send_replace(hw);
+            self.publish_high_watermark(&s);
         }
         Ok(())
     }
@@ -519,6 +551,7 @@ impl Partition {
         s.producers.truncate_to(target);
         if s.high_watermark > s.log.log_end_offset() {
             s.high_watermark = s.log.log_end_offset();
+            self.publish_high_watermark(&s);
         }
         Ok(())
     }
@@ -530,7 +563,7 @@ impl Partition {
         s.log.truncate_fully_and_start_at(offset)?;
         s.producers.truncate_to(0);
         s.high_watermark = offset;
-        self.high_watermark_tx.send_replace(offset);
+        self.publish_high_watermark(&s);
         Ok(())
     }
 
@@ -555,6 +588,7 @@ impl Partition {
         match s.producers.check(&header)? {
             SequenceCheck::Duplicate(dup) => {
                 return Ok(AppendResult {
+                    leader_epoch: s.leader_epoch,
                     base_offset: dup.first_offset,
                     last_offset: dup.last_offset,
                     log_append_time_ms: -1,
@@ -571,6 +605,7 @@ impl Partition {
         }
         self.maybe_increment_high_watermark(&mut s);
         Ok(AppendResult {
+            leader_epoch,
             base_offset: info.first_offset,
             last_offset: info.last_offset,
             log_append_time_ms: info.log_append_time,
