@@ -62,6 +62,10 @@ struct RunArgs {
     /// queue, metadata, or both.
     #[arg(long, default_value = "both")]
     workload: String,
+    /// Queue consumers poll through a consumer group (subscribe, commit after each poll)
+    /// instead of assigning partitions themselves.
+    #[arg(long)]
+    subscribe: bool,
     /// Partitions of the queue topic.
     #[arg(long, default_value_t = 4)]
     keys: i32,
@@ -134,6 +138,11 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 faults: nemesis::parse_faults(&a.nemesis)?,
                 interval: Duration::from_secs(a.interval),
                 queue,
+                consume: if a.subscribe {
+                    runner::ConsumeMode::Subscribe
+                } else {
+                    runner::ConsumeMode::Assign
+                },
                 metadata,
                 keys: a.keys,
                 registers: a.registers,

@@ -38,7 +38,11 @@ pub fn check_and_report(dir: &Path, facts: &RunFacts, porcupine: Option<&Path>) 
     let mut summary = String::new();
     let o = &facts.options;
     let _ = writeln!(summary, "Gregor Jepsen run: {}", dir.display());
-    let workloads: Vec<&str> = [("queue", o.queue), ("metadata", o.metadata)]
+    let queue = match o.consume {
+        crate::runner::ConsumeMode::Assign => "queue (assign)",
+        crate::runner::ConsumeMode::Subscribe => "queue (subscribe)",
+    };
+    let workloads: Vec<&str> = [(queue, o.queue), ("metadata", o.metadata)]
         .iter()
         .filter(|(_, on)| *on)
         .map(|(n, _)| *n)
@@ -94,7 +98,7 @@ pub fn check_and_report(dir: &Path, facts: &RunFacts, porcupine: Option<&Path>) 
     if let Some(why) = &facts.recovered {
         failures.push(format!("no recovery after the heal: {why}"));
     }
-    let checked = check_events(dir, &events, porcupine, &mut summary)?;
+    let checked = check_events(dir, &history_path, &events, porcupine, &mut summary)?;
     failures.extend(checked);
     for f in &facts.crashed_nodes {
         let _ = writeln!(summary, "node crash: {f}");
@@ -107,7 +111,7 @@ pub fn check_and_report(dir: &Path, facts: &RunFacts, porcupine: Option<&Path>) 
 pub fn check_history_file(path: &Path, dir: &Path, porcupine: Option<&Path>) -> Result<Verdict> {
     let events = history::read_jsonl(path)?;
     let mut summary = format!("history {}\n", path.display());
-    let failures = check_events(dir, &events, porcupine, &mut summary)?;
+    let failures = check_events(dir, path, &events, porcupine, &mut summary)?;
     finish(dir, summary, failures)
 }
 
@@ -128,6 +132,7 @@ fn finish(dir: &Path, mut summary: String, failures: Vec<String>) -> Result<Verd
 /// Runs every checker; appends their lines to the summary and returns what failed.
 fn check_events(
     dir: &Path,
+    history: &Path,
     events: &[Event],
     porcupine: Option<&Path>,
     summary: &mut String,
@@ -144,7 +149,7 @@ fn check_events(
     let ours = checker_lines(&results, summary, &mut failures);
 
     if let Some(bin) = porcupine {
-        let theirs = run_porcupine(bin, dir, summary, &mut failures)?;
+        let theirs = run_porcupine(bin, history, dir, summary, &mut failures)?;
         if let (Some(a), Some(b)) = (ours, theirs) {
             if a != b {
                 failures.push(format!(
@@ -207,6 +212,19 @@ fn checker_lines(
         } else {
             let _ = writeln!(summary, "queue anomalies: {}", anomalies.join(", "));
         }
+        // The first case of each anomaly, so the summary points at the history.
+        if let Some(m) = queue["anomalies"].as_object() {
+            for (name, cases) in m {
+                if let Some(first) = cases.as_array().and_then(|a| a.first()) {
+                    let mut text = first.to_string();
+                    if text.len() > 200 {
+                        text.truncate(200);
+                        text.push_str("...");
+                    }
+                    let _ = writeln!(summary, "  e.g. {name}: {text}");
+                }
+            }
+        }
         if queue["valid"] != Value::Bool(true) {
             failures.push(format!("queue anomalies: {}", anomalies.join(", ")));
         }
@@ -267,13 +285,14 @@ fn combine(a: Option<String>, b: String) -> String {
 
 fn run_porcupine(
     bin: &Path,
+    history: &Path,
     dir: &Path,
     summary: &mut String,
     failures: &mut Vec<String>,
 ) -> Result<Option<String>> {
     let out = std::process::Command::new(bin)
         .arg("-history")
-        .arg(dir.join("history.jsonl"))
+        .arg(history)
         .arg("-html")
         .arg(dir.join("porcupine.html"))
         .arg("-json")

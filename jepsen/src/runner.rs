@@ -19,6 +19,7 @@ use crate::nemesis::{Fault, LeaderLookup, Nemesis, NemesisStats};
 use crate::report;
 use crate::wire::Connection;
 use crate::workload::metadata::{register_topic, MetadataWorker};
+pub use crate::workload::queue::ConsumeMode;
 use crate::workload::queue::{self, QueueShared, QueueWorker};
 use crate::workload::WorkerContext;
 
@@ -42,6 +43,8 @@ pub struct RunOptions {
     /// Time from one fault to its heal, and from a heal to the next fault.
     pub interval: Duration,
     pub queue: bool,
+    /// How the queue workload's consumers get partitions.
+    pub consume: ConsumeMode,
     pub metadata: bool,
     /// Partitions of the queue topic (keys).
     pub keys: i32,
@@ -75,6 +78,7 @@ impl RunOptions {
             faults: Fault::ALL.to_vec(),
             interval: Duration::from_secs(10),
             queue: true,
+            consume: ConsumeMode::Assign,
             metadata: true,
             keys: 4,
             registers: 3,
@@ -207,6 +211,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             message_timeout: Duration::from_secs(10),
         },
         opts.keys,
+        opts.consume,
     );
     let mut threads = Vec::new();
     for w in 0..opts.concurrency {

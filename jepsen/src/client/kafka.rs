@@ -7,6 +7,7 @@
 //! `info`. That is the distinction Jepsen's Kafka client draws from the Java client's errors.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::bindings::{rd_kafka_message_status, rd_kafka_msg_status_t};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
@@ -189,12 +190,8 @@ impl Consumer {
             }
             match self.inner.poll(deadline - now) {
                 Some(Ok(m)) => {
-                    let value = m
-                        .payload()
-                        .and_then(|p| std::str::from_utf8(p).ok())
-                        .and_then(|s| s.parse::<u64>().ok());
-                    if let Some(v) = value {
-                        out.entry(m.partition()).or_default().push((m.offset(), v));
+                    if let Some((partition, offset, value)) = record_of(&m) {
+                        out.entry(partition).or_default().push((offset, value));
                         count += 1;
                     }
                 }
@@ -214,6 +211,102 @@ impl Consumer {
             .fetch_watermarks(&self.topic, partition, timeout)?;
         Ok(high)
     }
+}
+
+/// Counts the group's rebalances, so a poll can tell which records came after one.
+#[derive(Default)]
+pub struct RebalanceCounter {
+    count: AtomicU64,
+}
+
+impl ClientContext for RebalanceCounter {}
+
+impl ConsumerContext for RebalanceCounter {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Error(_)) {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A consumer in a consumer group (subscribe mode): the group's coordinator hands it
+/// partitions, and it commits what it has consumed.
+pub struct GroupConsumer {
+    inner: BaseConsumer<RebalanceCounter>,
+    topic: String,
+    /// Rebalances already reported by `poll_one`.
+    seen: AtomicU64,
+}
+
+impl GroupConsumer {
+    pub fn subscribe(bootstrap: &str, topic: &str, group: &str) -> Result<GroupConsumer> {
+        let inner: BaseConsumer<RebalanceCounter> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "100")
+            .set("socket.timeout.ms", "3000")
+            .set("topic.metadata.refresh.interval.ms", "2000")
+            .set("log_level", "3")
+            .create_with_context(RebalanceCounter::default())?;
+        inner.subscribe(&[topic])?;
+        Ok(GroupConsumer {
+            inner,
+            topic: topic.to_string(),
+            seen: AtomicU64::new(0),
+        })
+    }
+
+    /// One record (partition, offset, value), or none within `timeout`; and whether the
+    /// group's assignment changed before it (rebalance callbacks run inside the poll).
+    pub fn poll_one(&self, timeout: Duration) -> (Option<(i32, i64, u64)>, bool) {
+        let record = match self.inner.poll(timeout) {
+            Some(Ok(m)) => record_of(&m),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "group consumer error");
+                None
+            }
+            None => None,
+        };
+        let count = self.inner.context().count.load(Ordering::SeqCst);
+        let rebalanced = self.seen.swap(count, Ordering::SeqCst) != count;
+        (record, rebalanced)
+    }
+
+    /// The partitions the group currently assigns to this consumer.
+    pub fn assigned_partitions(&self) -> Vec<i32> {
+        let mut out: Vec<i32> = self
+            .inner
+            .assignment()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter(|e| e.topic() == self.topic)
+                    .map(|e| e.partition())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Commits the positions after every record returned so far.
+    pub fn commit(&self) -> Result<()> {
+        self.inner.commit_consumer_state(CommitMode::Sync)?;
+        Ok(())
+    }
+}
+
+fn record_of<M: Message>(m: &M) -> Option<(i32, i64, u64)> {
+    let value = m
+        .payload()
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|s| s.parse::<u64>().ok())?;
+    Some((m.partition(), m.offset(), value))
 }
 
 /// Creates topics through the admin client (they are forwarded to the active controller).

@@ -1,7 +1,13 @@
-//! The queue workload (Jepsen's Kafka workload, assign mode): processes send unique values to
-//! keys, each key one partition of one topic, and poll the partitions they are assigned; some
-//! operations ask for a partition's high watermark. After the faults are healed, every
-//! partition is read from the beginning (`final-read`).
+//! The queue workload (Jepsen's Kafka workload): processes send unique values to keys, each
+//! key one partition of one topic, and poll partitions; some operations ask for a partition's
+//! high watermark. After the faults are healed, every partition is read from the beginning
+//! (`final-read`).
+//!
+//! Consumers run in one of two modes. *Assign*: a process picks the partitions it polls
+//! (`assign` operations). *Subscribe*: every process's consumer is a member of one consumer
+//! group, the group's coordinator hands out the partitions, and the consumer commits its
+//! position after each poll; each new assignment from the group is recorded as an `assign`
+//! operation of that process, so the checkers restart position tracking there.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -14,9 +20,19 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use super::WorkerContext;
-use crate::client::kafka::{Consumer, Outcome, Producer, ProducerSettings};
+use crate::client::kafka::{Consumer, GroupConsumer, Outcome, Producer, ProducerSettings};
 
 pub const TOPIC: &str = "jepsen-queue";
+/// The consumer group of subscribe mode.
+pub const GROUP: &str = "jepsen-queue-group";
+
+/// How consumers get their partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumeMode {
+    Assign,
+    Subscribe,
+}
 
 /// How many records one poll returns at most, and for how long it waits.
 const POLL_RECORDS: usize = 200;
@@ -27,6 +43,7 @@ const POLL_WAIT: Duration = Duration::from_millis(300);
 pub struct QueueShared {
     pub producer: ProducerSettings,
     pub keys: i32,
+    pub mode: ConsumeMode,
     /// The next value to send; values are unique within the run.
     pub next_value: Arc<AtomicU64>,
     /// Per key, the highest offset any process has seen acknowledged: where a new assignment
@@ -35,10 +52,11 @@ pub struct QueueShared {
 }
 
 impl QueueShared {
-    pub fn new(producer: ProducerSettings, keys: i32) -> QueueShared {
+    pub fn new(producer: ProducerSettings, keys: i32, mode: ConsumeMode) -> QueueShared {
         QueueShared {
             producer,
             keys,
+            mode,
             next_value: Arc::new(AtomicU64::new(0)),
             recent: Arc::new((0..keys).map(|_| AtomicI64::new(-1)).collect()),
         }
@@ -56,6 +74,7 @@ struct ProcessState {
     id: u64,
     producer: Option<Producer>,
     consumer: Option<Consumer>,
+    group: Option<GroupConsumer>,
     assigned: Vec<i32>,
     /// Per assigned key, the next offset this process expects to poll.
     positions: BTreeMap<i32, i64>,
@@ -67,6 +86,7 @@ impl ProcessState {
             id,
             producer: None,
             consumer: None,
+            group: None,
             assigned: vec![],
             positions: BTreeMap::new(),
         }
@@ -82,6 +102,12 @@ impl QueueWorker {
             let roll: f64 = rng.gen();
             let crashed = if roll < 0.5 {
                 self.send(&mut p, &mut rng)
+            } else if self.shared.mode == ConsumeMode::Subscribe {
+                if roll < 0.85 {
+                    self.poll_group(&mut p)
+                } else {
+                    self.list_offsets(&mut p, &mut rng)
+                }
             } else if roll < 0.85 || p.assigned.is_empty() {
                 if p.assigned.is_empty() || roll > 0.8 {
                     self.assign(&mut p, &mut rng)
@@ -180,12 +206,75 @@ impl QueueWorker {
                 p.positions.insert(*k, last + 1);
             }
         }
+        self.complete_poll(p.id, &records);
+        false
+    }
+
+    /// Subscribe mode: polls through the group and commits what it got. A rebalance during
+    /// the poll ends the poll there; the new assignment is recorded, and polling goes on as a
+    /// new poll operation.
+    fn poll_group(&self, p: &mut ProcessState) -> bool {
+        if p.group.is_none() {
+            self.ctx.invoke(p.id, "assign", json!({"keys": []}));
+            let outcome =
+                match GroupConsumer::subscribe(&self.shared.producer.bootstrap, TOPIC, GROUP) {
+                    Ok(g) => {
+                        p.group = Some(g);
+                        Outcome::Ok(())
+                    }
+                    Err(e) => Outcome::Fail(format!("{e:#}")),
+                };
+            return self
+                .ctx
+                .complete(p.id, "assign", &outcome, json!({"keys": []}));
+        }
+        let group = p.group.as_ref().unwrap();
+        self.ctx.invoke(p.id, "poll", Value::Null);
+        let deadline = Instant::now() + POLL_WAIT;
+        let mut records: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
+        let mut count = 0;
+        while count < POLL_RECORDS {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let (record, rebalanced) = group.poll_one(deadline - now);
+            if rebalanced {
+                self.complete_poll(p.id, &std::mem::take(&mut records));
+                let keys = group.assigned_partitions();
+                let v = json!({"keys": keys});
+                self.ctx.invoke(p.id, "assign", v.clone());
+                self.ctx.complete(p.id, "assign", &Outcome::Ok(()), v);
+                self.ctx.invoke(p.id, "poll", Value::Null);
+            }
+            match record {
+                Some((k, offset, value)) => {
+                    records.entry(k).or_default().push((offset, value));
+                    count += 1;
+                }
+                None => break,
+            }
+        }
+        self.complete_poll(p.id, &records);
+        // At-least-once: the position is committed after the records were recorded. A commit
+        // that fails (a rebalance under way) only means the next owner re-reads them.
+        if let Err(e) = group.commit() {
+            tracing::debug!(error = %e, "commit failed");
+        }
+        false
+    }
+
+    fn complete_poll(&self, process: u64, records: &BTreeMap<i32, Vec<(i64, u64)>>) {
         let by_key: serde_json::Map<String, Value> = records
             .iter()
             .map(|(k, rs)| (k.to_string(), json!(rs)))
             .collect();
-        self.ctx
-            .complete(p.id, "poll", &Outcome::Ok(()), json!({"records": by_key}))
+        self.ctx.complete(
+            process,
+            "poll",
+            &Outcome::Ok(()),
+            json!({"records": by_key}),
+        );
     }
 
     fn list_offsets(&self, p: &mut ProcessState, rng: &mut StdRng) -> bool {
