@@ -105,7 +105,7 @@ async fn create_offsets_topic(broker: &Broker) {
     let replication_factor = config
         .offsets_topic_replication_factor
         .min(live.min(i16::MAX as usize) as i16);
-    let configs = vec![
+    let configs = [
         ("cleanup.policy".to_string(), "compact".to_string()),
         (
             "segment.bytes".to_string(),

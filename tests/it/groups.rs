@@ -455,3 +455,68 @@ fn offsets_survive_kill_9_of_the_coordinator() {
         "the consumer resumes from the surviving offsets"
     );
 }
+
+/// OffsetFetch v7 of one partition through `node`: (error, offset).
+fn fetch_offset(node: &Node, group: &str, topic: &str, partition: i32) -> (i16, i64) {
+    let Ok(mut c) = Client::try_connect(&node.bootstrap()) else {
+        return (-1, -1);
+    };
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(str(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(str(topic)))
+            .with_partition_indexes(vec![partition])]));
+    match c.request(&req, 7) {
+        Ok(r) if r.error_code != 0 => (r.error_code, -1),
+        Ok(r) => (0, r.topics[0].partitions[0].committed_offset),
+        Err(_) => (-1, -1),
+    }
+}
+
+#[test]
+fn offsets_log_is_bounded_by_checkpoints_and_reloads_after_restart() {
+    let mut node = Node::start(&[
+        ("offsets.topic.num.partitions", "1"),
+        ("offsets.checkpoint.min.records", "50"),
+        ("offsets.retention.check.interval.ms", "200"),
+    ]);
+    Client::connect(&node.bootstrap()).create_topic("t", 1);
+    wait_for("a coordinator", Duration::from_secs(30), || {
+        find_coordinator(&node, "g")
+    });
+    let mut c = Client::connect(&node.bootstrap());
+    for i in 0..300 {
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(str(""))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(str("t")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(i)])]);
+        let resp = c.request(&commit, 8).unwrap();
+        assert_eq!(resp.topics[0].partitions[0].error_code, 0, "commit {i}");
+    }
+    // The checkpoint moved the log start: far fewer records than commits remain.
+    let (start, end) = wait_for("a checkpoint", Duration::from_secs(30), || {
+        let start = c.list_offset("__consumer_offsets", 0, -2).1;
+        let end = c.list_offset("__consumer_offsets", 0, -1).1;
+        (start > 0 && end - start <= 50).then_some((start, end))
+    });
+    // 300 commits plus one record per checkpoint (one live key).
+    assert!(end > 300 && end < 320, "log end {end}");
+    assert!(start > 0);
+    assert_eq!(fetch_offset(&node, "g", "t", 0), (0, 299));
+    // A restart replays only what the log still holds, and finds the same offset.
+    node.stop();
+    node.restart();
+    let offset = wait_for("the reloaded offset", Duration::from_secs(30), || {
+        let (err, o) = fetch_offset(&node, "g", "t", 0);
+        (err == 0).then_some(o)
+    });
+    assert_eq!(
+        offset, 299,
+        "the last value of a live key survives the checkpoint"
+    );
+}
