@@ -74,6 +74,15 @@ impl Broker {
         let metadata = Arc::new(MetadataPublisher::new());
         // The replica manager follows every image from the first one on.
         metadata.register(replica_manager.clone());
+        // The group coordinator follows offsets-partition leadership; registered after the
+        // replica manager, so the partitions it loads already have their new role.
+        let group_coordinator = Arc::new(GroupCoordinator::new(
+            config.group.clone(),
+            config.node_id,
+            replica_manager.clone(),
+            metadata.clone(),
+        ));
+        metadata.register(group_coordinator.clone());
 
         let voter_addrs = resolve_voters(&config)?;
         let source_addr = config
@@ -111,11 +120,6 @@ impl Broker {
             metadata.clone(),
             quorum.clone(),
         ));
-        let initial_rebalance_delay_ms = config
-            .prop("group.initial.rebalance.delay.ms")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3000);
-        let group_coordinator = Arc::new(GroupCoordinator::new(initial_rebalance_delay_ms));
         tracing::info!(
             node_id = config.node_id,
             voters = voter_addrs.len(),
@@ -173,6 +177,10 @@ impl Broker {
             self.replica_manager.clone().run_log_maintenance(),
         ));
         tasks.push(tokio::spawn(self.group_coordinator.clone().run_timers()));
+        tasks.push(tokio::spawn(self.group_coordinator.clone().run_loader()));
+        tasks.push(tokio::spawn(
+            self.group_coordinator.clone().run_maintenance(),
+        ));
         tasks.push(tokio::spawn(self.controller.clone().run_liveness_checks()));
         tasks.push(tokio::spawn(crate::replica::fetcher::run(self.clone())));
         tasks.push(tokio::spawn(crate::replica::alter_partition::run(

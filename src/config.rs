@@ -122,8 +122,34 @@ pub struct BrokerConfig {
     pub replica_lag_time_max_ms: i64,
     /// `controller.quorum.election.timeout.ms`: Raft election timeout (randomised up to 2x).
     pub quorum_election_timeout_ms: u64,
+    /// The group coordinator's settings (`group.*` and `offsets.*`).
+    pub group: GroupCoordinatorConfig,
     /// All properties as given, for topic-config defaults through their broker synonyms.
     pub props: BTreeMap<String, String>,
+}
+
+/// Settings of the group coordinator and its `__consumer_offsets` topic (Kafka's names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupCoordinatorConfig {
+    /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
+    pub initial_rebalance_delay_ms: i64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`: its replication factor, capped to the live
+    /// brokers when fewer are registered.
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`: its segment size.
+    pub offsets_topic_segment_bytes: i64,
+    /// `offsets.retention.minutes`, in ms: offsets of an empty group older than this expire.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: how often expiry (and the size bound) run.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offsets.commit.timeout.ms`: how long an offset commit waits for the ISR.
+    pub offsets_commit_timeout_ms: u64,
+    /// `offsets.checkpoint.min.records` (Gregor's own): a `__consumer_offsets` partition is
+    /// rewritten (see docs/consumer-groups.md) only once its log holds at least this many
+    /// offsets and more than twice its live offsets.
+    pub offsets_checkpoint_min_records: i64,
 }
 
 impl BrokerConfig {
@@ -223,6 +249,19 @@ impl BrokerConfig {
             leader_imbalance_check_interval_ms: p
                 .int::<i64>("leader.imbalance.check.interval.seconds", 300)?
                 .saturating_mul(1000),
+            group: GroupCoordinatorConfig {
+                initial_rebalance_delay_ms: p.int("group.initial.rebalance.delay.ms", 3_000)?,
+                offsets_topic_num_partitions: p.int("offsets.topic.num.partitions", 50)?,
+                offsets_topic_replication_factor: p.int("offsets.topic.replication.factor", 3)?,
+                offsets_topic_segment_bytes: p.int("offsets.topic.segment.bytes", 104_857_600)?,
+                offsets_retention_ms: p
+                    .int::<i64>("offsets.retention.minutes", 10_080)?
+                    .saturating_mul(60_000),
+                offsets_retention_check_interval_ms: p
+                    .int("offsets.retention.check.interval.ms", 600_000)?,
+                offsets_commit_timeout_ms: p.int("offsets.commit.timeout.ms", 5_000)?,
+                offsets_checkpoint_min_records: p.int("offsets.checkpoint.min.records", 10_000)?,
+            },
             props: props.clone(),
         };
         if config.client_listener().is_none() {
@@ -246,6 +285,21 @@ impl BrokerConfig {
         if config.num_partitions < 1 {
             return Err(ConfigError::Invalid(
                 "num.partitions must be at least 1".into(),
+            ));
+        }
+        if config.group.offsets_topic_num_partitions < 1 {
+            return Err(ConfigError::Invalid(
+                "offsets.topic.num.partitions must be at least 1".into(),
+            ));
+        }
+        if config.group.offsets_topic_replication_factor < 1 {
+            return Err(ConfigError::Invalid(
+                "offsets.topic.replication.factor must be at least 1".into(),
+            ));
+        }
+        if config.group.offsets_retention_ms < 1 {
+            return Err(ConfigError::Invalid(
+                "offsets.retention.minutes must be at least 1".into(),
             ));
         }
         if config.socket_request_max_bytes < 1024 {

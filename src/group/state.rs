@@ -76,7 +76,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(member_id: &str, e: ResponseError) -> JoinResult {
+    pub fn error(member_id: &str, e: ResponseError) -> JoinResult {
         JoinResult {
             error: Some(e),
             generation_id: -1,
@@ -98,7 +98,7 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    fn error(e: ResponseError) -> SyncResult {
+    pub fn error(e: ResponseError) -> SyncResult {
         SyncResult {
             error: Some(e),
             protocol_type: None,
@@ -689,8 +689,9 @@ impl Group {
     }
 
     /// Whether an offset commit from this member at this generation is accepted (Kafka's
-    /// `validateOffsetCommit`): generation -1 with no member id is a standalone commit, allowed
-    /// while the group has no members.
+    /// `ClassicGroup.validateOffsetCommit`). Generation -1 is the admin client
+    /// (`kafka-consumer-groups --reset-offsets`) or a consumer without group management: it
+    /// may commit while the group is Empty, and gets UNKNOWN_MEMBER_ID otherwise.
     pub fn validate_offset_commit(
         &mut self,
         member_id: &str,
@@ -701,33 +702,68 @@ impl Group {
         if self.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
         }
-        if generation_id < 0 && member_id.is_empty() {
-            return if self.members.is_empty() {
-                None
-            } else {
-                Some(ResponseError::UnknownMemberId)
-            };
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return None;
         }
-        if let Some(instance) = group_instance_id {
-            if self
-                .static_members
-                .get(instance)
-                .is_some_and(|id| id != member_id)
-            {
-                return Some(ResponseError::FencedInstanceId);
+        if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
+            if let Some(instance) = group_instance_id {
+                match self.static_members.get(instance) {
+                    None => return Some(ResponseError::UnknownMemberId),
+                    Some(id) if id != member_id => return Some(ResponseError::FencedInstanceId),
+                    Some(_) => {}
+                }
             }
-        }
-        let Some(m) = self.members.get_mut(member_id) else {
+            if !self.members.contains_key(member_id) {
+                return Some(ResponseError::UnknownMemberId);
+            }
+            if generation_id != self.generation_id {
+                return Some(ResponseError::IllegalGeneration);
+            }
+        } else if self.state != GroupState::Empty {
             return Some(ResponseError::UnknownMemberId);
-        };
-        if generation_id != self.generation_id {
-            return Some(ResponseError::IllegalGeneration);
         }
-        m.last_heartbeat_ms = now_ms;
         if self.state == GroupState::CompletingRebalance {
             return Some(ResponseError::RebalanceInProgress);
         }
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.last_heartbeat_ms = now_ms;
+        }
         None
+    }
+
+    /// Topics the members subscribe to, from their consumer-protocol metadata for the chosen
+    /// protocol (Kafka's `subscribedTopics`): empty for an Empty group or another protocol
+    /// type, and for members whose metadata is not a subscription.
+    pub fn subscribed_topics(&self) -> std::collections::BTreeSet<String> {
+        if self.state == GroupState::Empty || self.protocol_type.as_deref() != Some("consumer") {
+            return Default::default();
+        }
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        self.members
+            .values()
+            .filter_map(|m| {
+                let metadata = if protocol.is_empty() {
+                    m.protocols.first().map(|(_, md)| md.clone())?
+                } else {
+                    m.metadata_for(&protocol)
+                };
+                super::consumer_protocol::subscribed_topics(&metadata)
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The coordinator stops coordinating this group (its partition moved): every member
+    /// waiting in JoinGroup or SyncGroup is told, so it looks for the new coordinator.
+    pub fn fail_waiters(&mut self, error: ResponseError) {
+        for m in self.members.values_mut() {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult::error(&m.member_id, error));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncResult::error(error));
+            }
+        }
     }
 }
 
@@ -962,5 +998,60 @@ mod tests {
         );
         assert_eq!(g.leave(&a, None, 0), None);
         assert_eq!(g.state, GroupState::Empty);
+        // The admin client (generation -1, no member id) may commit to an Empty group, and
+        // so may a former member: an Empty group has no generation to check.
+        assert_eq!(g.validate_offset_commit("", None, -1, 0), None);
+        assert_eq!(g.validate_offset_commit(&a, None, -1, 0), None);
+        // A generation >= 0 must name a member.
+        assert_eq!(
+            g.validate_offset_commit(&a, None, gen, 0),
+            Some(ResponseError::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn admin_commit_to_active_group_is_refused() {
+        let mut g = Group::new("g");
+        let (a, mut rx) = join_new(&mut g, 0);
+        let gen = rx.try_recv().unwrap().generation_id;
+        let _ = g.sync(&a, gen, vec![], 0);
+        assert_eq!(g.state, GroupState::Stable);
+        assert_eq!(
+            g.validate_offset_commit("", None, -1, 0),
+            Some(ResponseError::UnknownMemberId)
+        );
+        // A member id with generation -1 is checked against the generation.
+        assert_eq!(
+            g.validate_offset_commit(&a, None, -1, 0),
+            Some(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            g.validate_offset_commit("", Some("i-9"), -1, 0),
+            Some(ResponseError::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn subscribed_topics_come_from_consumer_metadata() {
+        let subscription = |topics: &[&str]| {
+            let mut b = vec![0u8, 0];
+            b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+            for t in topics {
+                b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+                b.extend_from_slice(t.as_bytes());
+            }
+            b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+            Bytes::from(b)
+        };
+        let mut g = Group::new("g");
+        assert!(g.subscribed_topics().is_empty());
+        let mut req = join_req("", &["range"]);
+        req.protocols = vec![("range".into(), subscription(&["orders", "users"]))];
+        req.require_known_member_id = false;
+        let mut rx = later(g.join(req, 0, 0));
+        let r = rx.try_recv().unwrap();
+        let _ = g.sync(&r.member_id, r.generation_id, vec![], 0);
+        let topics: Vec<String> = g.subscribed_topics().into_iter().collect();
+        assert_eq!(topics, vec!["orders".to_string(), "users".to_string()]);
     }
 }

@@ -1,4 +1,5 @@
-//! DescribeGroups (key 15): state, protocol and members of groups.
+//! DescribeGroups (key 15): state, protocol and members of groups; NOT_COORDINATOR (or
+//! COORDINATOR_LOAD_IN_PROGRESS) for groups this node does not coordinate.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -11,7 +12,18 @@ pub fn handle(ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGroup
         .groups
         .iter()
         .map(|id| {
-            let d = ctx.broker.group_coordinator.describe_group(&id.0);
+            let d = match ctx.broker.group_coordinator.describe_group(&id.0) {
+                Ok(d) => d,
+                Err(e) => {
+                    let mut g = DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_error_code(e.code());
+                    if ctx.api_version >= 3 {
+                        g = g.with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+                    }
+                    return g;
+                }
+            };
             let members = d
                 .members
                 .into_iter()

@@ -1,5 +1,5 @@
-//! ListGroups (key 16): every group this coordinator knows, filtered by state (v4+) and
-//! type (v5+).
+//! ListGroups (key 16): the groups this node coordinates (those of the offsets partitions
+//! it leads), filtered by state (v4+) and type (v5+). The admin client asks every broker.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -17,10 +17,11 @@ pub fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsRespons
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    let groups = ctx
-        .broker
-        .group_coordinator
-        .list_groups()
+    let listed = match ctx.broker.group_coordinator.list_groups() {
+        Ok(l) => l,
+        Err(e) => return ListGroupsResponse::default().with_error_code(e.code()),
+    };
+    let groups = listed
         .into_iter()
         .filter(|(_, _, state)| {
             states.is_empty() || states.contains(&state.as_str().to_ascii_lowercase())

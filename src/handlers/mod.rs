@@ -8,6 +8,7 @@ pub mod broker_heartbeat;
 pub mod broker_registration;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
@@ -28,6 +29,7 @@ pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -134,6 +136,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     broker(ApiKey::SyncGroup, 0, 5),
     broker(ApiKey::DescribeGroups, 0, 5),
     broker(ApiKey::ListGroups, 0, 5),
+    broker(ApiKey::DeleteGroups, 0, 2),
+    broker(ApiKey::OffsetDelete, 0, 0),
     both(ApiKey::ApiVersions, 0, 4),
     both(ApiKey::CreateTopics, 2, 7),
     both(ApiKey::DeleteTopics, 1, 6),
@@ -357,9 +361,9 @@ pub async fn dispatch(
         RequestKind::LeaveGroup(r) => {
             ready(ctx.reply(ResponseKind::LeaveGroup(leave_group::handle(&ctx, r))))
         }
-        RequestKind::OffsetCommit(r) => {
-            ready(ctx.reply(ResponseKind::OffsetCommit(offset_commit::handle(&ctx, r))))
-        }
+        RequestKind::OffsetCommit(r) => offset_commit::handle(ctx, r),
+        RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r),
+        RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r),
         RequestKind::OffsetFetch(r) => {
             ready(ctx.reply(ResponseKind::OffsetFetch(offset_fetch::handle(&ctx, r))))
         }

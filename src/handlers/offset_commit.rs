@@ -1,21 +1,32 @@
-//! OffsetCommit (key 8): a group member's (or a standalone consumer's) committed positions.
+//! OffsetCommit (key 8): a group member's (or a standalone consumer's, or the admin
+//! client's) committed positions, answered once the group's offsets partition holds them on
+//! every in-sync replica.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::clock::now_ms;
 use crate::group::CommittedOffset;
+use crate::net::connection::PendingResponse;
 
 /// Longest offset metadata string kept (Kafka's `offset.metadata.max.bytes`).
 const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 
-pub fn handle(ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub fn handle(ctx: RequestContext, req: OffsetCommitRequest) -> PendingResponse {
+    Box::pin(async move {
+        let resp = commit(&ctx, &req).await;
+        ctx.reply(ResponseKind::OffsetCommit(resp))
+    })
+}
+
+async fn commit(ctx: &RequestContext, req: &OffsetCommitRequest) -> OffsetCommitResponse {
     let image = ctx.broker.image();
     let now = now_ms();
+    // Per-partition checks first (Kafka's KafkaApis does them before the coordinator).
     let mut per_partition: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
     let mut accepted = Vec::new();
     for t in &req.topics {
@@ -42,7 +53,11 @@ pub fn handle(ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitRes
                         } else {
                             -1
                         },
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
                         commit_timestamp_ms: now,
                     },
                 ));
@@ -61,8 +76,10 @@ pub fn handle(ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitRes
                 &req.member_id,
                 req.group_instance_id.as_ref().map(|s| s.as_str()),
                 req.generation_id_or_member_epoch,
+                ctx.api_version,
                 accepted,
             )
+            .await
             .err()
     };
     let topics = req

@@ -170,7 +170,13 @@ fn handle_partition(
                 return partition.truncate_to(target);
             }
             let records = p.records.clone().unwrap_or_default();
-            partition.append_as_follower(state.leader_epoch, &records, p.high_watermark, now_ms())
+            partition.append_as_follower(
+                state.leader_epoch,
+                &records,
+                p.high_watermark,
+                now_ms(),
+            )?;
+            partition.follow_leader_log_start_offset(p.log_start_offset)
         }
         Some(ResponseError::OffsetOutOfRange) => {
             if state.fetch_offset < p.log_start_offset {

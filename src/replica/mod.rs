@@ -234,6 +234,19 @@ impl ReplicaManager {
         Ok((partition, result))
     }
 
+    /// Appends a batch the broker itself wrote to an internal topic it leads (the group
+    /// coordinator's `__consumer_offsets` records) with acks=all's ISR check, and wakes
+    /// delayed fetches so followers replicate it at once.
+    pub fn append_to_internal_topic(
+        &self,
+        partition: &Partition,
+        records: &bytes::Bytes,
+    ) -> Result<AppendResult, ApiError> {
+        let result = partition.append_records_as_leader(records, ACKS_ALL, now_ms())?;
+        self.data_arrived.notify_waiters();
+        Ok(result)
+    }
+
     /// Waits until the partition's HW covers `end_offset` (exclusive) while this replica
     /// still leads in `leader_epoch`, the epoch of the append, or the deadline. The ISR
     /// holding the data is what acks=all promises.
@@ -356,8 +369,18 @@ fn partition_config(
 ) -> PartitionConfig {
     let value = |k: &str| topic_config::value_of(k, broker, overrides);
     let number = |k: &str, default: i64| value(k).trim().parse::<i64>().unwrap_or(default);
+    let mut log = log_config_from(&value);
+    // Time and size retention apply only with cleanup.policy=delete (as in Kafka): a
+    // compacted topic such as __consumer_offsets keeps its records until they are superseded.
+    if !value("cleanup.policy")
+        .split(',')
+        .any(|p| p.trim() == "delete")
+    {
+        log.retention_ms = -1;
+        log.retention_bytes = -1;
+    }
     PartitionConfig {
-        log: log_config_from(&value),
+        log,
         min_insync_replicas: number("min.insync.replicas", 1) as i32,
         timestamp_before_max_ms: number("message.timestamp.before.max.ms", i64::MAX),
         timestamp_after_max_ms: number("message.timestamp.after.max.ms", i64::MAX),

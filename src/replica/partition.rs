@@ -660,6 +660,33 @@ impl Partition {
         })
     }
 
+    /// Whole batches from `start_offset` up to the log end (not the HW), for the group
+    /// coordinator's load of a partition it now leads: as leader, its whole log is what the
+    /// partition will commit.
+    pub fn read_to_log_end(&self, start_offset: i64, max_bytes: usize) -> Result<Bytes, ApiError> {
+        let s = self.state.lock();
+        let end = s.log.log_end_offset();
+        Ok(s.log.read(start_offset, max_bytes, end, true)?.records)
+    }
+
+    /// A follower moves its log start offset up to the leader's (Kafka's follower does the
+    /// same after each fetch), never past its own high watermark, so records the leader
+    /// deleted (DeleteRecords, the offsets checkpoint) go from every replica.
+    pub fn follow_leader_log_start_offset(
+        &self,
+        leader_log_start_offset: i64,
+    ) -> Result<(), ApiError> {
+        let mut s = self.state.lock();
+        if s.leader == self.local_broker_id {
+            return Ok(());
+        }
+        let target = leader_log_start_offset.min(s.high_watermark);
+        if target > s.log.log_start_offset() {
+            s.log.maybe_increment_log_start_offset(target)?;
+        }
+        Ok(())
+    }
+
     /// ListOffsets for one partition: (offset, timestamp, leader epoch).
     pub fn fetch_offset_for_timestamp(
         &self,

@@ -39,6 +39,8 @@ fn every_advertised_api_version_answers() {
                 ApiKey::SyncGroup => answers::<SyncGroupRequest>(&mut c, version),
                 ApiKey::DescribeGroups => answers::<DescribeGroupsRequest>(&mut c, version),
                 ApiKey::ListGroups => answers::<ListGroupsRequest>(&mut c, version),
+                ApiKey::DeleteGroups => answers::<DeleteGroupsRequest>(&mut c, version),
+                ApiKey::OffsetDelete => answers::<OffsetDeleteRequest>(&mut c, version),
                 ApiKey::ApiVersions => answers::<ApiVersionsRequest>(&mut c, version),
                 ApiKey::CreateTopics => answers::<CreateTopicsRequest>(&mut c, version),
                 ApiKey::DeleteTopics => answers::<DeleteTopicsRequest>(&mut c, version),

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod cluster;
 mod crash;
+mod groups;
 mod harness;
 mod jepsen;
 mod librdkafka;
