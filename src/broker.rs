@@ -23,6 +23,7 @@ use crate::controller::{BrokerRegistrationInput, Controller};
 use crate::error::ApiError;
 use crate::group::GroupCoordinator;
 use crate::handlers::ListenerKind;
+use crate::lease::SessionLease;
 use crate::metadata::state_machine::MetadataStateMachine;
 use crate::metadata::{BrokerEndpoint, MetadataImage, MetadataPublisher};
 use crate::net::node_channel::NodeChannel;
@@ -52,6 +53,9 @@ pub struct Broker {
     incarnation_id: Uuid,
     /// This broker's epoch once registered (0 before).
     broker_epoch: AtomicI64,
+    /// How long the controller certainly counts this broker alive; leaders answer
+    /// ListOffsets only within it.
+    pub lease: SessionLease,
     /// Whether stray partition logs were cleaned after the first catch-up.
     caught_up_once: AtomicBool,
     /// Becomes true once this broker is registered, caught up and unfenced; client
@@ -68,6 +72,7 @@ impl Broker {
     /// Recovers local state and joins the metadata quorum; does not listen yet.
     pub async fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         let config = Arc::new(config);
+        let lease = SessionLease::new(Duration::from_millis(config.broker_session_timeout_ms));
         std::fs::create_dir_all(&config.log_dir)?;
         check_meta_properties(&config)?;
         let replica_manager = Arc::new(ReplicaManager::new(config.clone())?);
@@ -136,6 +141,7 @@ impl Broker {
             voter_addrs,
             incarnation_id: Uuid::new_v4(),
             broker_epoch: AtomicI64::new(0),
+            lease,
             caught_up_once: AtomicBool::new(false),
             serving: tokio::sync::watch::channel(false).0,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
@@ -256,8 +262,14 @@ impl Broker {
             }
         }
         loop {
+            let sent_at = std::time::Instant::now();
             match self.heartbeat().await {
                 Ok((caught_up, fenced)) => {
+                    if fenced {
+                        self.lease.revoke();
+                    } else {
+                        self.lease.renew(sent_at);
+                    }
                     if caught_up && !fenced && !self.caught_up_once.swap(true, Ordering::SeqCst) {
                         let image = self.image();
                         self.replica_manager.delete_stray_logs(&image);
@@ -281,6 +293,7 @@ impl Broker {
                 {
                     // The controller no longer knows this incarnation: register again.
                     tracing::warn!(error = %e, "heartbeat refused; registering again");
+                    self.lease.revoke();
                     match self.register().await {
                         Ok(epoch) => self.broker_epoch.store(epoch, Ordering::SeqCst),
                         Err(_) => tokio::time::sleep(retry).await,

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod error;
 pub mod group;
 pub mod handlers;
+pub mod lease;
 pub mod metadata;
 pub mod net;
 pub mod replica;

@@ -48,6 +48,14 @@ impl Fault {
         Fault::PartitionRing,
     ];
 
+    /// Whether the fault cuts network links (and its heal restores them).
+    pub fn cuts_links(self) -> bool {
+        matches!(
+            self,
+            Fault::PartitionOne | Fault::PartitionLeader | Fault::PartitionRing
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::KillOne => "kill-one",
@@ -133,7 +141,7 @@ impl Nemesis {
                 Err(e) => self.note("error", json!(format!("{}: {e:#}", fault.name()))),
             }
             sleep_until(Instant::now() + self.interval, until, stop);
-            self.heal();
+            self.heal(fault.cuts_links());
             if Instant::now() >= until || stop.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
@@ -232,9 +240,10 @@ impl Nemesis {
         Ok(())
     }
 
-    /// Ends every fault: links restored, paused nodes resumed, killed nodes restarted.
-    pub fn heal(&mut self) {
-        let net_result = net::heal();
+    /// Ends every fault: links restored (when asked to: only partitions cut them), paused
+    /// nodes resumed, killed nodes restarted.
+    pub fn heal(&mut self, links: bool) {
+        let net_result = if links { net::heal() } else { Ok(()) };
         let proc_result = self.cluster.lock().unwrap().heal_processes();
         let mut value = json!({"healed": true});
         if let Err(e) = net_result.and(proc_result) {

@@ -165,16 +165,14 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let _ = std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest);
 
     // Links cut by an earlier run that died are restored now, and ours when this run ends,
-    // however it ends.
-    let _links = NetworkGuard;
-    if crate::net::available() {
+    // however it ends. A run without partitions leaves iptables alone.
+    let partitions = opts.faults.iter().any(|f| f.cuts_links());
+    let _links = partitions.then_some(NetworkGuard);
+    if partitions {
+        if !crate::net::available() {
+            bail!("partition faults need iptables (run as root)");
+        }
         crate::net::heal()?;
-    } else if opts
-        .faults
-        .iter()
-        .any(|f| f.name().starts_with("partition"))
-    {
-        bail!("partition faults need iptables (run as root)");
     }
     let history = Arc::new(HistoryWriter::create(dir.join("history.jsonl"))?);
     let started = history.start();
@@ -250,7 +248,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         let _ = t.join();
     }
     // Everything healed before the final reads.
-    nemesis.heal();
+    nemesis.heal(partitions);
     let crashed = cluster.lock().unwrap().crashed();
     let recovered = wait_for_recovery(&cluster, opts);
     history.record(

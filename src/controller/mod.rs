@@ -268,6 +268,12 @@ impl Controller {
         if !self.is_active() {
             return Err(self.not_controller());
         }
+        // A deposed leader that has not noticed yet must not vouch for a broker: the
+        // broker's session lease (src/lease.rs) rests on this answer.
+        self.quorum
+            .read_barrier()
+            .await
+            .map_err(|e| self.quorum_error(e))?;
         let image = self.image();
         let Some(reg) = image.brokers.get(&broker_id) else {
             return Err(ApiError::with_message(

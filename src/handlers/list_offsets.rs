@@ -5,7 +5,10 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use kafka_protocol::ResponseError;
+
 use super::RequestContext;
+use crate::error::ApiError;
 use crate::replica::TopicPartition;
 
 pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -21,6 +24,14 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
                 .map(|p| {
                     let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
                     let result = rm.get_partition(&image, &tp).and_then(|part| {
+                        // A leader whose session may have expired may have been replaced
+                        // without knowing it: its high watermark could be stale.
+                        if !ctx.broker.lease.is_valid() {
+                            return Err(ApiError::with_message(
+                                ResponseError::NotLeaderOrFollower,
+                                "This broker's controller session is not confirmed",
+                            ));
+                        }
                         part.fetch_offset_for_timestamp(p.timestamp, p.current_leader_epoch)
                     });
                     let resp = ListOffsetsPartitionResponse::default()
