@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod cluster;
 mod crash;
+mod group_rebalance;
 mod groups;
 mod harness;
 mod jepsen;
