@@ -55,6 +55,36 @@ fn produce_lines(bootstrap: &str, topic: &str, lines: &[String]) {
     );
 }
 
+/// Produces `key:value` lines with distinct keys, so every partition gets records (unkeyed
+/// lines may all land in one partition with the sticky partitioner).
+fn produce_keyed_lines(bootstrap: &str, topic: &str, lines: &[String]) {
+    let keyed: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("key-{i}:{l}"))
+        .collect();
+    let out = kafka_tool(
+        "console-producer",
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=:",
+        ],
+        Some((keyed.join("\n") + "\n").as_bytes()),
+        Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "console-producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn consume(bootstrap: &str, topic: &str, group: &str, n: usize) -> Vec<String> {
     let mut got: Vec<String> = kafka_ok(
         "console-consumer",
@@ -221,7 +251,7 @@ fn consumer_groups_describe_reset_and_delete() {
     let bs = cluster.nodes[0].bootstrap();
     create_topic(&bs, "events", "2");
     let lines: Vec<String> = (0..100).map(|i| format!("e-{i}")).collect();
-    produce_lines(&bs, "events", &lines);
+    produce_keyed_lines(&bs, "events", &lines);
     assert_eq!(consume(&bs, "events", "billing", 100).len(), 100);
 
     // Committed offsets and no lag, with the group empty.
