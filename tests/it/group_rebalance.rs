@@ -167,15 +167,15 @@ impl Drop for PyConsumer {
 
 /// One `kafka-consumer-groups --describe` row.
 #[derive(Debug)]
-struct OffsetRow {
-    current: i64,
-    log_end: i64,
-    lag: i64,
-    consumer: String,
+pub struct OffsetRow {
+    pub current: i64,
+    pub log_end: i64,
+    pub lag: i64,
+    pub consumer: String,
 }
 
 /// `kafka-consumer-groups --describe --group` rows: partition -> row.
-fn describe_offsets(bootstrap: &str, group: &str) -> BTreeMap<i32, OffsetRow> {
+pub fn describe_offsets(bootstrap: &str, group: &str) -> BTreeMap<i32, OffsetRow> {
     let out = kafka_ok(
         "consumer-groups",
         &[

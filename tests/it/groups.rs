@@ -117,29 +117,9 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 /// `kafka-consumer-groups --describe` rows of a group: partition -> (current offset, lag,
 /// consumer id).
 fn describe_offsets(bootstrap: &str, group: &str) -> BTreeMap<i32, (i64, i64, String)> {
-    let out = kafka_ok(
-        "consumer-groups",
-        &[
-            "--bootstrap-server",
-            bootstrap,
-            "--describe",
-            "--group",
-            group,
-        ],
-    );
-    out.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|c| c.len() >= 7 && c[0] == group)
-        .map(|c| {
-            (
-                c[2].parse().unwrap(),
-                (
-                    c[3].parse().unwrap_or(-1),
-                    c[5].parse().unwrap_or(-1),
-                    c[6].to_string(),
-                ),
-            )
-        })
+    crate::group_rebalance::describe_offsets(bootstrap, group)
+        .into_iter()
+        .map(|(p, r)| (p, (r.current, r.lag, r.consumer)))
         .collect()
 }
 
