@@ -17,8 +17,9 @@ pub struct ClusterSpec {
     /// The `gregor` binary.
     pub gregor: PathBuf,
     pub nodes: usize,
-    /// Node i (from 1) listens on `127.0.0.{10 + i}:{broker_port}` for clients and on
+    /// Node i (from 1) listens on `{subnet}.{10 + i}:{broker_port}` for clients and on
     /// `controller_port` for the metadata quorum.
+    pub subnet: String,
     pub broker_port: u16,
     pub controller_port: u16,
     /// Extra `key=value` broker properties (Kafka's names).
@@ -113,6 +114,13 @@ impl Node {
     }
 }
 
+/// The loopback addresses of a cluster's nodes: `{subnet}.11`, `.12`, ...
+pub fn node_hosts(subnet: &str, nodes: usize) -> Vec<String> {
+    (1..=nodes)
+        .map(|i| format!("{subnet}.{}", 10 + i))
+        .collect()
+}
+
 pub struct Cluster {
     pub spec: ClusterSpec,
     pub nodes: Vec<Node>,
@@ -121,9 +129,7 @@ pub struct Cluster {
 impl Cluster {
     /// Writes each node's properties under `dir/n{id}/` and starts every node.
     pub fn start(spec: ClusterSpec, dir: &Path) -> Result<Cluster> {
-        let hosts: Vec<String> = (1..=spec.nodes)
-            .map(|i| format!("127.0.0.{}", 10 + i))
-            .collect();
+        let hosts = node_hosts(&spec.subnet, spec.nodes);
         let voters: Vec<String> = hosts
             .iter()
             .enumerate()

@@ -88,6 +88,10 @@ struct RunArgs {
     /// Skip the porcupine cross-check.
     #[arg(long)]
     no_porcupine: bool,
+    /// Nodes listen on SUBNET.11, .12 and .13 (a /24 of 127/8, so that concurrent runs on
+    /// different subnets keep out of each other's way).
+    #[arg(long, default_value = "127.0.0")]
+    subnet: String,
     #[arg(long, default_value_t = 19092)]
     broker_port: u16,
     #[arg(long, default_value_t = 19192)]
@@ -151,6 +155,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 min_insync_replicas: a.min_insync_replicas,
                 unclean_leader_election: a.unclean_leader_election,
                 seed: a.seed,
+                subnet: a.subnet,
                 broker_port: a.broker_port,
                 controller_port: a.controller_port,
             };

@@ -243,7 +243,8 @@ impl Nemesis {
     /// Ends every fault: links restored (when asked to: only partitions cut them), paused
     /// nodes resumed, killed nodes restarted.
     pub fn heal(&mut self, links: bool) {
-        let net_result = if links { net::heal() } else { Ok(()) };
+        let hosts = self.cluster.lock().unwrap().hosts();
+        let net_result = if links { net::heal(&hosts) } else { Ok(()) };
         let proc_result = self.cluster.lock().unwrap().heal_processes();
         let mut value = json!({"healed": true});
         if let Err(e) = net_result.and(proc_result) {

@@ -36,8 +36,9 @@ pub fn partition(side_a: &[String], side_b: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Removes every rule this harness added.
-pub fn heal() -> Result<()> {
+/// Removes the rules this harness added between the given nodes (so concurrent runs on other
+/// addresses keep theirs).
+pub fn heal(hosts: &[String]) -> Result<()> {
     let out = Command::new("iptables")
         .args(["-w", "-S", "INPUT"])
         .output()
@@ -49,7 +50,13 @@ pub fn heal() -> Result<()> {
         );
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if !line.contains(COMMENT) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ours = |flag: &str| {
+            words
+                .windows(2)
+                .any(|w| w[0] == flag && hosts.iter().any(|h| w[1].trim_end_matches("/32") == h))
+        };
+        if !line.contains(COMMENT) || !(ours("-s") && ours("-d")) {
             continue;
         }
         // `-A INPUT ...` becomes `-D INPUT ...`; the comment's quotes are iptables-save's.

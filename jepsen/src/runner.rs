@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub min_insync_replicas: i32,
     pub unclean_leader_election: bool,
     pub seed: u64,
+    /// Nodes listen on `{subnet}.11`, `.12`, `.13`.
+    pub subnet: String,
     pub broker_port: u16,
     pub controller_port: u16,
 }
@@ -87,6 +89,7 @@ impl RunOptions {
             min_insync_replicas: 2,
             unclean_leader_election: false,
             seed: 0,
+            subnet: "127.0.0".into(),
             broker_port: 19092,
             controller_port: 19192,
         }
@@ -137,12 +140,13 @@ impl LeaderLookup for MetadataLeaders {
     }
 }
 
-struct NetworkGuard;
+/// Restores the links between these hosts when dropped.
+struct NetworkGuard(Vec<String>);
 
 impl Drop for NetworkGuard {
     fn drop(&mut self) {
         if crate::net::available() {
-            let _ = crate::net::heal();
+            let _ = crate::net::heal(&self.0);
         }
     }
 }
@@ -167,18 +171,20 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     // Links cut by an earlier run that died are restored now, and ours when this run ends,
     // however it ends. A run without partitions leaves iptables alone.
     let partitions = opts.faults.iter().any(|f| f.cuts_links());
-    let _links = partitions.then_some(NetworkGuard);
+    let hosts = crate::db::node_hosts(&opts.subnet, 3);
+    let _links = partitions.then(|| NetworkGuard(hosts.clone()));
     if partitions {
         if !crate::net::available() {
             bail!("partition faults need iptables (run as root)");
         }
-        crate::net::heal()?;
+        crate::net::heal(&hosts)?;
     }
     let history = Arc::new(HistoryWriter::create(dir.join("history.jsonl"))?);
     let started = history.start();
     let spec = ClusterSpec {
         gregor: opts.gregor.clone(),
         nodes: 3,
+        subnet: opts.subnet.clone(),
         broker_port: opts.broker_port,
         controller_port: opts.controller_port,
         properties: broker_properties(opts),

@@ -297,7 +297,11 @@ impl Controller {
                 last_heartbeat_ms: now_ms(),
             },
         );
-        let is_caught_up = metadata_offset >= broker_epoch;
+        // Caught up: its metadata holds its registration and, if it is fenced, the fencing
+        // (and so the leaderships moved away meanwhile). A broker resumed after a pause
+        // must not be unfenced, and so trusted as a leader, on its stale metadata.
+        let is_caught_up = metadata_offset >= broker_epoch
+            && (!reg.fenced || metadata_offset as u64 >= reg.fenced_offset);
         if reg.fenced && is_caught_up && !want_fence {
             let _write = self.begin_write().await?;
             let image = self.image();

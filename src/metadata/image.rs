@@ -19,6 +19,10 @@ pub struct BrokerRegistration {
     pub endpoints: Vec<BrokerEndpoint>,
     pub rack: Option<String>,
     pub fenced: bool,
+    /// The metadata offset of the record that last fenced this broker (its registration, or
+    /// a fencing). A fenced broker counts as caught up only once its metadata reaches it: then
+    /// it has also seen the leaderships moved away from it.
+    pub fenced_offset: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +73,19 @@ impl MetadataImage {
         );
         for record in records {
             self.apply_record(record);
+            match record {
+                MetadataRecord::RegisterBroker { broker_id, .. }
+                | MetadataRecord::BrokerFencing {
+                    broker_id,
+                    fenced: true,
+                    ..
+                } => {
+                    if let Some(b) = self.brokers.get_mut(broker_id).filter(|b| b.fenced) {
+                        b.fenced_offset = offset;
+                    }
+                }
+                _ => {}
+            }
         }
         self.last_offset = offset;
     }
@@ -144,6 +161,11 @@ impl MetadataImage {
         for record in records {
             image.apply_record(record);
         }
+        // Where a broker was last fenced is not in the snapshot; the snapshot's offset is a
+        // safe stand-in (no earlier than the real one).
+        for b in image.brokers.values_mut() {
+            b.fenced_offset = offset;
+        }
         image.last_offset = offset;
         image
     }
@@ -167,6 +189,7 @@ impl MetadataImage {
                         endpoints: endpoints.clone(),
                         rack: rack.clone(),
                         fenced: true,
+                        fenced_offset: self.last_offset,
                     },
                 );
             }

@@ -10,10 +10,12 @@ use std::time::Duration;
 use gregor_jepsen::nemesis::parse_faults;
 use gregor_jepsen::runner::{build_porcupine, run, RunOptions};
 
-/// Runs share the nodes' loopback addresses and their iptables rules: one at a time.
+/// The two runs share the machine's two cores: one at a time.
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn options(name: &str, nemesis: &str) -> RunOptions {
+/// Each run has its own /24, outside the 127.0.1-250 that the harness's clusters use and
+/// the 127.0.0 of `make jepsen`.
+fn options(name: &str, nemesis: &str, subnet: &str) -> RunOptions {
     let store = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-runs");
     let mut opts = RunOptions::safe(PathBuf::from(env!("CARGO_BIN_EXE_gregor")), store.clone());
     opts.name = name.into();
@@ -25,6 +27,7 @@ fn options(name: &str, nemesis: &str) -> RunOptions {
     opts.registers = 2;
     opts.faults = parse_faults(nemesis).unwrap();
     opts.seed = 1;
+    opts.subnet = subnet.into();
     opts.porcupine = build_porcupine(&store.join("bin")).expect("building porcupine-check");
     opts
 }
@@ -32,7 +35,7 @@ fn options(name: &str, nemesis: &str) -> RunOptions {
 #[test]
 fn safe_configuration_survives_every_fault() {
     let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let opts = options("smoke", "all");
+    let opts = options("smoke", "all", "127.0.251");
     let outcome = run(&opts).expect("the run completes");
     assert!(
         outcome.valid,
@@ -59,7 +62,7 @@ fn safe_configuration_survives_every_fault() {
 #[test]
 fn unsafe_configuration_is_caught_losing_writes() {
     let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut opts = options("unsafe", "partition-leader,kill-leader");
+    let mut opts = options("unsafe", "partition-leader,kill-leader", "127.0.252");
     opts.metadata = false;
     // One partition, so every fault aimed at a partition leader hits the one being written.
     opts.keys = 1;
