@@ -56,7 +56,7 @@ pub fn heal(hosts: &[String]) -> Result<()> {
                 .windows(2)
                 .any(|w| w[0] == flag && hosts.iter().any(|h| w[1].trim_end_matches("/32") == h))
         };
-        if !line.contains(COMMENT) || !(ours("-s") && ours("-d")) {
+        if !(line.contains(COMMENT) && ours("-s") && ours("-d")) {
             continue;
         }
         // `-A INPUT ...` becomes `-D INPUT ...`; the comment's quotes are iptables-save's.
