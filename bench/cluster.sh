@@ -185,26 +185,7 @@ bench_cluster() {
     log "$sys: WARNING kafka-topics --describe failed"; tail -n 5 "$work/$sys-describe.out" >&2
   fi
 
-  out="$work/$sys-consume.out"
-  log "$sys: consumer-perf-test over $records records"
-  if ! tool "$out" consumer-perf-test --bootstrap-server "$bootstrap" --topic "$topic" \
-       --messages "$records" --timeout 30000 --group "cluster-bench-$sys-$$"; then
-    log "$sys: consumer-perf-test failed:"; tail -n 20 "$out" >&2; return 1
-  fi
-  local header data
-  header="$(grep -E '^start.time' "$out" | tail -n 1)"
-  data="$(grep -A1 -E '^start.time' "$out" | tail -n 1)"
-  [[ -n "$header" && -n "$data" && "$data" != "$header" ]] || { log "$sys: no summary from consumer-perf-test:"; tail -n 20 "$out" >&2; return 1; }
-  echo "$header" >&2; echo "$data" >&2
-  col() { awk -F', *' -v h="$header" -v want="$1" 'BEGIN{n=split(h,H,/, */); for(i=1;i<=n;i++) if(H[i]==want) c=i} {print $c}' <<<"$data"; }
-  R[$sys.c.msgs]="$(col data.consumed.in.nMsg)"
-  R[$sys.c.mbs]="$(col MB.sec)"
-  R[$sys.c.rps]="$(col nMsg.sec)"
-  R[$sys.c.fmbs]="$(col fetch.MB.sec)"
-  R[$sys.c.rebalance]="$(col rebalance.time.ms)"
-  if [[ "${R[$sys.c.msgs]}" != "$records" ]]; then
-    log "$sys: WARNING consumer read ${R[$sys.c.msgs]} of $records records"
-  fi
+  consume_perf "$sys" "$bootstrap" "$topic" "$records" "cluster-bench-$sys-$$" || return 1
 
   local pid kb total_kb=0 each=""
   for pid in $pids; do

@@ -97,6 +97,34 @@ stop_broker() {
 
 declare -A R   # results: R[<system>.<metric>]
 
+# consume_perf SYS BOOTSTRAP TOPIC COUNT GROUP: kafka-consumer-perf-test over COUNT records in a
+# new consumer group; fills R[SYS.c.*] (records read, MB/s, records/s, fetch-phase MB/s, group
+# join ms).
+consume_perf() {
+  local sys="$1" bootstrap="$2" topic="$3" count="$4" group="$5" out="$work/$1-consume.out"
+  log "$sys: consumer-perf-test over $count records"
+  if ! tool "$out" consumer-perf-test --bootstrap-server "$bootstrap" --topic "$topic" \
+       --messages "$count" --timeout 30000 --group "$group"; then
+    log "$sys: consumer-perf-test failed:"; tail -n 20 "$out" >&2; return 1
+  fi
+  # header: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+  #         rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+  local header data
+  header="$(grep -E '^start.time' "$out" | tail -n 1)"
+  data="$(grep -A1 -E '^start.time' "$out" | tail -n 1)"
+  [[ -n "$header" && -n "$data" && "$data" != "$header" ]] || { log "$sys: no summary from consumer-perf-test:"; tail -n 20 "$out" >&2; return 1; }
+  echo "$header" >&2; echo "$data" >&2
+  col() { awk -F', *' -v h="$header" -v want="$1" 'BEGIN{n=split(h,H,/, */); for(i=1;i<=n;i++) if(H[i]==want) c=i} {print $c}' <<<"$data"; }
+  R[$sys.c.msgs]="$(col data.consumed.in.nMsg)"
+  R[$sys.c.mbs]="$(col MB.sec)"
+  R[$sys.c.rps]="$(col nMsg.sec)"
+  R[$sys.c.fmbs]="$(col fetch.MB.sec)"
+  R[$sys.c.rebalance]="$(col rebalance.time.ms)"
+  if [[ "${R[$sys.c.msgs]}" != "$count" ]]; then
+    log "$sys: WARNING consumer read ${R[$sys.c.msgs]} of $count records"
+  fi
+}
+
 # bench_broker SYS PID PORT START_MS: the common part once a broker process is running.
 bench_broker() {
   local sys="$1" pid="$2" port="$3" start="$4" ms i
@@ -149,28 +177,8 @@ bench_broker() {
     R[$sys.p$acks.p99]="$(sed -E 's/.* ([0-9.]+) ms 99th.*/\1/' <<<"$line")"
   done
 
-  local total=$(( 2 * records )) out="$work/$sys-consume.out"
-  log "$sys: consumer-perf-test over $total records"
-  if ! tool "$out" consumer-perf-test --bootstrap-server "127.0.0.1:$port" --topic "$topic" \
-       --messages "$total" --timeout 30000 --group "bench-$sys-$$"; then
-    log "$sys: consumer-perf-test failed:"; tail -n 20 "$out" >&2; return 1
-  fi
-  # header: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
-  #         rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
-  local header data
-  header="$(grep -E '^start.time' "$out" | tail -n 1)"
-  data="$(grep -A1 -E '^start.time' "$out" | tail -n 1)"
-  [[ -n "$header" && -n "$data" && "$data" != "$header" ]] || { log "$sys: no summary from consumer-perf-test:"; tail -n 20 "$out" >&2; return 1; }
-  echo "$header" >&2; echo "$data" >&2
-  col() { awk -F', *' -v h="$header" -v want="$1" 'BEGIN{n=split(h,H,/, */); for(i=1;i<=n;i++) if(H[i]==want) c=i} {print $c}' <<<"$data"; }
-  R[$sys.c.msgs]="$(col data.consumed.in.nMsg)"
-  R[$sys.c.mbs]="$(col MB.sec)"
-  R[$sys.c.rps]="$(col nMsg.sec)"
-  R[$sys.c.fmbs]="$(col fetch.MB.sec)"
-  R[$sys.c.rebalance]="$(col rebalance.time.ms)"
-  if [[ "${R[$sys.c.msgs]}" != "$total" ]]; then
-    log "$sys: WARNING consumer read ${R[$sys.c.msgs]} of $total records"
-  fi
+  local total=$(( 2 * records ))
+  consume_perf "$sys" "127.0.0.1:$port" "$topic" "$total" "bench-$sys-$$" || return 1
 
   R[$sys.rss_mb]="$(awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$pid/status" 2>/dev/null || echo "?")"
   log "$sys: peak RSS ${R[$sys.rss_mb]} MiB"
