@@ -1,9 +1,13 @@
 # Gregor: the two commands that matter are `make cluster` and `make test`.
-# One cargo profile (release) serves the cluster, the tests and the benchmarks, so
-# everything is built once.
+# One cargo profile, `checked` (release optimisations with debug assertions and overflow
+# checks), serves the cluster, the tests and the fault-injection runs, so they are built
+# once and every invariant written as `debug_assert!` runs in them. Benchmarks build the
+# plain `release` profile.
 
 CARGO ?= cargo
-CARGO_FLAGS ?= --release --locked
+PROFILE ?= checked
+CARGO_FLAGS ?= --profile $(PROFILE) --locked
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: all build deps cluster test lint unit it bench jepsen clean
 
@@ -17,7 +21,7 @@ build:
 	$(CARGO) build $(CARGO_FLAGS) --bin gregor
 
 cluster: build
-	scripts/cluster.sh
+	GREGOR_BIN=$(TARGET_DIR)/$(PROFILE)/gregor scripts/cluster.sh
 
 # Go builds and tests the porcupine checker (jepsen/porcupine).
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
@@ -36,14 +40,15 @@ test: deps lint
 
 # Fault-injection runs against a three-node cluster (see docs/jepsen.md). JEPSEN_ARGS adds or
 # overrides options, e.g. JEPSEN_ARGS="--time-limit 300 --nemesis partition".
-TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 JEPSEN_ARGS ?=
 jepsen: deps
 	$(CARGO) build $(CARGO_FLAGS) -p gregor -p gregor-jepsen
-	$(TARGET_DIR)/release/gregor-jepsen run --gregor $(TARGET_DIR)/release/gregor --time-limit 180 --nemesis all $(JEPSEN_ARGS)
+	$(TARGET_DIR)/$(PROFILE)/gregor-jepsen run --gregor $(TARGET_DIR)/$(PROFILE)/gregor --time-limit 180 --nemesis all $(JEPSEN_ARGS)
 
-bench: deps build
-	bench/run.sh
+# Benchmarks measure the plain release build.
+bench: deps
+	$(CARGO) build --release --locked --bin gregor
+	GREGOR_BIN=$(TARGET_DIR)/release/gregor bench/run.sh
 
 clean:
 	$(CARGO) clean

@@ -7,7 +7,7 @@
 #   GREGOR_NODES=1 scripts/cluster.sh     # a single node instead
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin="${GREGOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/gregor}"
+bin="${GREGOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/checked/gregor}"
 data="${GREGOR_DATA:-$root/data}"
 nodes="${GREGOR_NODES:-3}"
 mkdir -p "$data"

@@ -54,6 +54,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    raise_open_files_limit();
     let threads = config
         .prop("num.io.threads")
         .and_then(|v| v.parse().ok())
@@ -83,6 +84,16 @@ fn main() {
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
+}
+
+/// Raises the soft limit on open files to the hard limit. Every replica holds a few files open
+/// (its active segment and indexes), and a node with many partitions passes the usual soft
+/// limit of 1024 long before the hard one.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
 }
 
 async fn wait_for_signal() {

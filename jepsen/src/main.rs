@@ -41,7 +41,7 @@ struct RunArgs {
     #[arg(long, default_value = "store")]
     store: PathBuf,
     /// The gregor binary.
-    #[arg(long, default_value = "target/release/gregor")]
+    #[arg(long, default_value = "target/checked/gregor")]
     gregor: PathBuf,
     /// Seconds of workload.
     #[arg(long, default_value_t = 60)]

@@ -11,6 +11,7 @@ mod crash;
 mod group_rebalance;
 mod groups;
 mod harness;
+mod hostile;
 mod jepsen;
 mod librdkafka;
 mod replication;
