@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Gregor needs and is missing: system packages (apt),
-# the Apache Kafka 4.x CLI jars (Maven Central, cached outside the repo) and the Python
+# the Apache Kafka 4.4.0 and 4.1.1 CLI jars (Maven Central, cached outside the repo) and the Python
 # client venv. Safe to run again; it only installs what is absent.
 #
 #   scripts/deps.sh            # everything
@@ -47,7 +47,9 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 if [[ $build_only -eq 0 ]]; then
-  "$root/scripts/kafka-jars.sh" >/dev/null
+  # The current Kafka release, and the older 4.x CLI the tests use where versions differ.
+  KAFKA_VERSION=4.4.0 "$root/scripts/kafka-jars.sh" >/dev/null
+  KAFKA_VERSION=4.1.1 "$root/scripts/kafka-jars.sh" >/dev/null
   "$root/scripts/python-env.sh" >/dev/null
 fi
 log "ok"

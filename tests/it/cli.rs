@@ -1,11 +1,14 @@
-//! The stock Apache Kafka 4.x command-line tools against a single Gregor node.
+//! The stock Apache Kafka 4.x command-line tools against a single Gregor node: the current
+//! release (4.4.0) everywhere, and the older 4.1.1 CLI too for the topic and config commands,
+//! whose requests differ between the two.
 
 use std::time::Duration;
 
-use crate::harness::{kafka_ok, kafka_tool, Node};
+use crate::harness::{kafka_ok, kafka_ok_at, kafka_tool, kafka_tool_at, Node, CURRENT_CLI, OLDER_CLI};
 
-fn describe(node: &Node, topic: &str) -> String {
-    kafka_ok(
+fn describe(cli: &str, node: &Node, topic: &str) -> String {
+    kafka_ok_at(
+        cli,
         "topics",
         &[
             "--bootstrap-server",
@@ -19,6 +22,19 @@ fn describe(node: &Node, topic: &str) -> String {
 
 #[test]
 fn topics_create_list_describe_alter_delete() {
+    topics_lifecycle(CURRENT_CLI);
+}
+
+#[test]
+fn topics_create_list_describe_alter_delete_older_cli() {
+    topics_lifecycle(OLDER_CLI);
+}
+
+fn topics_lifecycle(cli: &str) {
+    let kafka_ok = |name: &str, args: &[&str]| kafka_ok_at(cli, name, args);
+    let kafka_tool = |name: &str, args: &[&str], stdin: Option<&[u8]>, timeout: Duration| {
+        kafka_tool_at(cli, name, args, stdin, timeout)
+    };
     let node = Node::start(&[]);
     let bs = node.bootstrap();
     let out = kafka_ok(
@@ -67,7 +83,7 @@ fn topics_create_list_describe_alter_delete() {
     let names: Vec<&str> = list.lines().collect();
     assert_eq!(names, vec!["orders", "payments"], "{list}");
 
-    let d = describe(&node, "orders");
+    let d = describe(cli, &node, "orders");
     assert!(d.contains("PartitionCount: 3"), "{d}");
     assert!(d.contains("ReplicationFactor: 1"), "{d}");
     assert!(d.contains("retention.ms=3600000"), "{d}");
@@ -90,7 +106,7 @@ fn topics_create_list_describe_alter_delete() {
             "5",
         ],
     );
-    assert!(describe(&node, "orders").contains("PartitionCount: 5"));
+    assert!(describe(cli, &node, "orders").contains("PartitionCount: 5"));
     // Shrinking is refused.
     let shrink = kafka_tool(
         "topics",
@@ -257,6 +273,19 @@ fn console_producer_and_consumer_round_trip_10000_lines() {
 
 #[test]
 fn configs_alter_and_describe_topic_retention() {
+    configs_alter_and_describe(CURRENT_CLI);
+}
+
+#[test]
+fn configs_alter_and_describe_topic_retention_older_cli() {
+    configs_alter_and_describe(OLDER_CLI);
+}
+
+fn configs_alter_and_describe(cli: &str) {
+    let kafka_ok = |name: &str, args: &[&str]| kafka_ok_at(cli, name, args);
+    let kafka_tool = |name: &str, args: &[&str], stdin: Option<&[u8]>, timeout: Duration| {
+        kafka_tool_at(cli, name, args, stdin, timeout)
+    };
     let node = Node::start(&[]);
     let bs = node.bootstrap();
     kafka_ok(
@@ -378,7 +407,7 @@ fn topics_and_configs_survive_restart() {
     );
     node.stop();
     node.restart();
-    let d = describe(&node, "durable");
+    let d = describe(CURRENT_CLI, &node, "durable");
     assert!(
         d.contains("PartitionCount: 2") && d.contains("segment.bytes=2000000"),
         "{d}"

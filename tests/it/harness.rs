@@ -219,10 +219,27 @@ impl Drop for Node {
     }
 }
 
-/// Runs a stock Kafka tool (`bin/kafka NAME ARGS...`) with a timeout.
+/// The Kafka release whose CLI the tests use by default (bin/kafka's default).
+pub const CURRENT_CLI: &str = "4.4.0";
+/// The older 4.x CLI, run where its behaviour differs from the current one's.
+pub const OLDER_CLI: &str = "4.1.1";
+
+/// Runs a stock Kafka tool (`bin/kafka NAME ARGS...`) of the current release with a timeout.
 pub fn kafka_tool(name: &str, args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    kafka_tool_at(CURRENT_CLI, name, args, stdin, timeout)
+}
+
+/// Runs a stock Kafka tool of the given Kafka release (`KAFKA_VERSION=version bin/kafka ...`).
+pub fn kafka_tool_at(
+    version: &str,
+    name: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Output {
     let mut cmd = Command::new(repo_root().join("bin/kafka"));
-    cmd.arg(name)
+    cmd.env("KAFKA_VERSION", version)
+        .arg(name)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -256,12 +273,17 @@ pub fn kafka_tool(name: &str, args: &[&str], stdin: Option<&[u8]>, timeout: Dura
 
 /// Runs a Kafka tool and asserts it succeeded; returns stdout.
 pub fn kafka_ok(name: &str, args: &[&str]) -> String {
-    let out = kafka_tool(name, args, None, Duration::from_secs(120));
+    kafka_ok_at(CURRENT_CLI, name, args)
+}
+
+/// Runs a Kafka tool of the given release and asserts it succeeded; returns stdout.
+pub fn kafka_ok_at(version: &str, name: &str, args: &[&str]) -> String {
+    let out = kafka_tool_at(version, name, args, None, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         out.status.success(),
-        "kafka {name} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "kafka {version} {name} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
     stdout
