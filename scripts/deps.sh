@@ -27,6 +27,8 @@ command -v cmake >/dev/null || missing+=(cmake)
 if [[ $build_only -eq 0 ]]; then
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  # bin/kafka lists the classes of a Kafka release's jars with unzip.
+  command -v unzip >/dev/null || missing+=(unzip)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
   command -v iptables >/dev/null || missing+=(iptables)
   # Go builds the porcupine linearizability checker (jepsen/porcupine).
