@@ -117,11 +117,20 @@ fn send(c: &mut Client, topic: &str, producer: (i64, i16), seq: i32, values: Vec
     }
 }
 
+/// ListOffsets(latest), once the leader exposes it (a new leader answers
+/// OFFSET_NOT_AVAILABLE until its HW reaches its epoch's start).
+fn latest_offset(c: &mut Client, topic: &str) -> i64 {
+    wait_for("ListOffsets(latest)", Duration::from_secs(20), || {
+        let (err, offset) = c.list_offset(topic, 0, -1);
+        (err == 0).then_some(offset)
+    })
+}
+
 /// Resends the last five acknowledged batches of every producer: each must succeed with its
 /// original offset (Kafka answers a duplicate with the first batch's offset and no error),
 /// and the log must not grow. The sixth-last is outside the window: OUT_OF_ORDER.
 fn resend_window(c: &mut Client, topic: &str, sent: &[Sent]) -> usize {
-    let (_, end_before) = c.list_offset(topic, 0, -1);
+    let end_before = latest_offset(c, topic);
     let mut by_producer: BTreeMap<i64, Vec<&Sent>> = BTreeMap::new();
     for s in sent {
         by_producer.entry(s.producer_id).or_default().push(s);
@@ -151,7 +160,7 @@ fn resend_window(c: &mut Client, topic: &str, sent: &[Sent]) -> usize {
             );
         }
     }
-    let (_, end_after) = c.list_offset(topic, 0, -1);
+    let end_after = latest_offset(c, topic);
     assert_eq!(end_after, end_before, "no retry was appended");
     resent
 }
@@ -359,7 +368,7 @@ fn java_idempotent_producer_across_kill_and_restart_writes_each_value_once() {
     let config = node.dir.join("producer.properties");
     std::fs::write(
         &config,
-        "enable.idempotence=true\nacks=all\nlinger.ms=5\nbatch.size=4096\nmax.in.flight.requests.per.connection=5\ndelivery.timeout.ms=120000\nrequest.timeout.ms=3000\nretry.backoff.ms=100\nreconnect.backoff.max.ms=500\n",
+        "enable.idempotence=true\nacks=all\nretries=2147483647\nlinger.ms=5\nbatch.size=4096\nmax.in.flight.requests.per.connection=5\ndelivery.timeout.ms=120000\nrequest.timeout.ms=3000\nretry.backoff.ms=100\nreconnect.backoff.max.ms=500\n",
     )
     .unwrap();
     let bootstrap = node.bootstrap();
