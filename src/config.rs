@@ -124,6 +124,9 @@ pub struct BrokerConfig {
     pub quorum_election_timeout_ms: u64,
     /// The group coordinator's settings (`group.*` and `offsets.*`).
     pub group: GroupCoordinatorConfig,
+    /// Idempotent-producer state of every partition: `producer.id.expiration.ms`,
+    /// `producer.id.expiration.check.interval.ms`, `producer.state.max.producers.per.partition`.
+    pub producer_state: crate::replica::producer_state::ProducerStateConfig,
     /// All properties as given, for topic-config defaults through their broker synonyms.
     pub props: BTreeMap<String, String>,
 }
@@ -262,6 +265,12 @@ impl BrokerConfig {
                 offsets_commit_timeout_ms: p.int("offsets.commit.timeout.ms", 5_000)?,
                 offsets_checkpoint_min_records: p.int("offsets.checkpoint.min.records", 10_000)?,
             },
+            producer_state: crate::replica::producer_state::ProducerStateConfig {
+                expiration_ms: p.int("producer.id.expiration.ms", 86_400_000)?,
+                expiration_check_interval_ms: p
+                    .int("producer.id.expiration.check.interval.ms", 600_000)?,
+                max_producers: p.int("producer.state.max.producers.per.partition", 10_000)?,
+            },
             props: props.clone(),
         };
         if config.client_listener().is_none() {
@@ -300,6 +309,15 @@ impl BrokerConfig {
         if config.group.offsets_retention_ms < 1 {
             return Err(ConfigError::Invalid(
                 "offsets.retention.minutes must be at least 1".into(),
+            ));
+        }
+        // Kafka's bounds for the first two (atLeast(1)); a partition keeps at least one.
+        if config.producer_state.expiration_ms < 1
+            || config.producer_state.expiration_check_interval_ms < 1
+            || config.producer_state.max_producers < 1
+        {
+            return Err(ConfigError::Invalid(
+                "producer.id.expiration.ms, producer.id.expiration.check.interval.ms and producer.state.max.producers.per.partition must be at least 1".into(),
             ));
         }
         if config.socket_request_max_bytes < 1024 {

@@ -310,11 +310,15 @@ impl ReplicaManager {
         self.partitions.read().len()
     }
 
-    /// Runs roll, retention and time-based flush on every partition, forever.
+    /// Runs roll, producer expiry, retention and time-based flush on every partition,
+    /// forever.
     pub async fn run_log_maintenance(self: Arc<Self>) {
+        let expiration_check_ms =
+            u64::try_from(self.config.producer_state.expiration_check_interval_ms).unwrap_or(1);
         let interval_ms = self
             .config
             .log_retention_check_interval_ms
+            .min(expiration_check_ms)
             .clamp(100, 300_000);
         let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -384,6 +388,7 @@ fn partition_config(
         min_insync_replicas: number("min.insync.replicas", 1) as i32,
         timestamp_before_max_ms: number("message.timestamp.before.max.ms", i64::MAX),
         timestamp_after_max_ms: number("message.timestamp.after.max.ms", i64::MAX),
+        producer_state: broker.producer_state.clone(),
     }
 }
 
@@ -476,6 +481,7 @@ mod tests {
             min_insync_replicas: 2,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
+            producer_state: Default::default(),
         };
         let partition = Arc::new(
             Partition::open(

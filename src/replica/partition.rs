@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::divergence;
 use super::isr::{self, FollowerProgress};
-use super::producer_state::{ProducerStateManager, SequenceCheck};
+use super::producer_state::{self, ProducerStateConfig, ProducerStateManager, SequenceCheck};
 use crate::error::ApiError;
 use crate::metadata::PartitionRegistration;
 
@@ -138,6 +138,8 @@ pub struct PartitionConfig {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far a CreateTime timestamp may lead now.
     pub timestamp_after_max_ms: i64,
+    /// Producer-state expiry and bound (broker configs).
+    pub producer_state: ProducerStateConfig,
 }
 
 /// Which partition: topic name, index and topic id.
@@ -171,7 +173,8 @@ pub struct HighWatermark {
 }
 
 impl Partition {
-    /// Opens (recovering) the partition's log and rebuilds its producer state from the tail.
+    /// Opens (recovering) the partition's log and loads its producer state (the latest
+    /// snapshot plus the log after it).
     pub fn open(
         dir: &Path,
         id: PartitionId,
@@ -181,20 +184,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<Partition, ApiError> {
         let log = Log::open(dir, config.log.clone(), now_ms)?;
-        let mut producers = ProducerStateManager::default();
-        // Kafka keeps producer-state snapshots; the batch headers at the log's tail hold the
-        // same facts. A retry can only duplicate one of a producer's last five batches, which
-        // the last two segments hold for any producer still retrying.
-        let bases = log.segment_base_offsets();
-        let rebuild_from = bases
-            .len()
-            .checked_sub(2)
-            .map(|i| bases[i])
-            .unwrap_or(log.log_start_offset())
-            .max(log.log_start_offset());
-        for header in log.batch_headers_from(rebuild_from)? {
-            producers.update(&header);
-        }
+        let producers = producer_state::load(&log, &config.producer_state, now_ms)?;
         // A single-replica partition commits everything it holds: the data survived, and no
         // other replica can disagree. With followers, the HW is only learned from the ISR.
         let high_watermark = if registration.replicas == [local_broker_id] {
@@ -280,6 +270,7 @@ impl Partition {
     pub fn update_config(&self, config: PartitionConfig) {
         let mut s = self.state.lock();
         s.log.update_config(config.log.clone());
+        s.producers.set_config(config.producer_state.clone());
         s.config = config;
     }
 
@@ -524,9 +515,7 @@ impl Partition {
         }
         if !records.is_empty() {
             let info = s.log.append_as_follower(records, now_ms)?;
-            for batch in &info.batches {
-                s.producers.update(batch);
-            }
+            record_appended(&mut s, &info.batches);
         }
         let hw = leader_high_watermark.min(s.log.log_end_offset());
         if hw > s.high_watermark {
@@ -548,7 +537,9 @@ impl Partition {
         }
         tracing::info!(topic = %self.topic, partition = self.index, from = s.log.log_end_offset(), to = target, "truncating diverged log");
         s.log.truncate_to(target)?;
-        s.producers.truncate_to(target);
+        // Batches evicted from a producer's last five may be the ones before the cut: the
+        // state is reloaded from the snapshots (none lies past the new end) and the log.
+        s.producers = producer_state::rebuild(&s.log, &s.config.producer_state)?;
         if s.high_watermark > s.log.log_end_offset() {
             s.high_watermark = s.log.log_end_offset();
             self.publish_high_watermark(&s);
@@ -561,7 +552,7 @@ impl Partition {
         let mut s = self.state.lock();
         tracing::info!(topic = %self.topic, partition = self.index, offset, "follower behind the leader's log start: restarting the log");
         s.log.truncate_fully_and_start_at(offset)?;
-        s.producers.truncate_to(0);
+        s.producers.clear();
         s.high_watermark = offset;
         self.publish_high_watermark(&s);
         Ok(())
@@ -600,9 +591,7 @@ impl Partition {
         let mut bytes = records.to_vec();
         let leader_epoch = s.leader_epoch;
         let info = s.log.append_as_leader(&mut bytes, leader_epoch, now_ms)?;
-        for batch in &info.batches {
-            s.producers.update(batch);
-        }
+        record_appended(&mut s, &info.batches);
         self.maybe_increment_high_watermark(&mut s);
         Ok(AppendResult {
             leader_epoch,
@@ -613,10 +602,15 @@ impl Partition {
         })
     }
 
-    /// Periodic work: time-based roll, retention, time-based flush.
+    /// Periodic work: time-based roll, producer expiry, retention, time-based flush.
     pub fn maintain(&self, now_ms: i64) -> Result<usize, ApiError> {
         let mut s = self.state.lock();
         s.log.maybe_roll(now_ms)?;
+        record_appended(&mut s, &[]);
+        let expired = s.producers.maybe_remove_expired(now_ms);
+        if expired > 0 {
+            tracing::debug!(topic = %self.topic, partition = self.index, expired, "expired producer ids");
+        }
         // Kafka never deletes data consumers could not yet read: retention stops at the HW.
         let high_watermark = s.high_watermark;
         let deleted = s.log.delete_old_segments_up_to(now_ms, high_watermark)?;
@@ -769,9 +763,16 @@ impl Partition {
         Ok(s.log.log_start_offset())
     }
 
-    /// Flushes and closes the log (clean shutdown).
+    /// Writes a producer snapshot at the log end, then flushes and closes the log (clean
+    /// shutdown; Kafka's `UnifiedLog.close` takes the snapshot the same way).
     pub fn close(self) -> Result<(), ApiError> {
-        let state = self.state.into_inner();
+        let mut state = self.state.into_inner();
+        let log_end_offset = state.log.log_end_offset();
+        let entries = state.producers.snapshot_entries();
+        if let Err(e) = state.log.write_producer_snapshot(log_end_offset, &entries) {
+            // The roll snapshots and the log still rebuild the state, only with a longer replay.
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot write the shutdown producer snapshot");
+        }
         state.log.close()?;
         Ok(())
     }
@@ -781,6 +782,18 @@ impl Partition {
         let state = self.state.into_inner();
         state.log.delete()?;
         Ok(())
+    }
+
+    /// For tests: the producer state as snapshot entries.
+    #[cfg(test)]
+    pub(crate) fn producer_snapshot_entries(&self) -> Vec<gregor_storage::ProducerSnapshotEntry> {
+        self.state.lock().producers.snapshot_entries()
+    }
+
+    /// For tests: the log's segment base offsets.
+    #[cfg(test)]
+    pub(crate) fn segment_base_offsets(&self) -> Vec<i64> {
+        self.state.lock().log.segment_base_offsets()
     }
 
     /// For tests and diagnostics: (replicas, isr, leader, leader epoch, partition epoch).
@@ -793,6 +806,26 @@ impl Partition {
             s.leader_epoch,
             s.partition_epoch,
         )
+    }
+}
+
+/// Records appended batches in the producer state, writing the producer snapshot of every
+/// segment roll the append made (Kafka's `takeProducerSnapshot` in `roll`) once the state holds
+/// exactly the batches below that roll's offset. A failed snapshot write is only logged: the
+/// previous snapshot plus a longer replay of the log rebuild the same state.
+fn record_appended(s: &mut PartitionState, batches: &[BatchHeader]) {
+    let mut batches = batches.iter().peekable();
+    for roll_offset in s.log.take_pending_producer_snapshots() {
+        while let Some(batch) = batches.next_if(|b| b.base_offset < roll_offset) {
+            s.producers.update(batch);
+        }
+        let entries = s.producers.snapshot_entries();
+        if let Err(e) = s.log.write_producer_snapshot(roll_offset, &entries) {
+            tracing::warn!(dir = %s.log.dir().display(), offset = roll_offset, error = %e, "cannot write producer snapshot");
+        }
+    }
+    for batch in batches {
+        s.producers.update(batch);
     }
 }
 

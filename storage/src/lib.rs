@@ -14,6 +14,7 @@
 //! - [`log`]: appends, reads, rolls, truncation, flush; `recovery`: opening and crash
 //!   recovery; `retention`: deleting old segments and moving the log start offset.
 //! - `checkpoint`: atomic small files.
+//! - [`producer_snapshot`]: Kafka's producer-state snapshot files.
 
 pub mod batch;
 mod checkpoint;
@@ -22,6 +23,7 @@ pub mod epoch;
 pub mod error;
 mod index;
 pub mod log;
+pub mod producer_snapshot;
 mod recovery;
 mod retention;
 mod segment;
@@ -35,3 +37,4 @@ pub use config::{LogConfig, TimestampType};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::StorageError;
 pub use log::{FetchDataInfo, Log, LogAppendInfo};
+pub use producer_snapshot::ProducerSnapshotEntry;

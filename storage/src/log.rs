@@ -13,6 +13,7 @@ use crate::checkpoint;
 use crate::config::{LogConfig, TimestampType};
 use crate::epoch::LeaderEpochCache;
 use crate::error::StorageError;
+use crate::producer_snapshot::{self, ProducerSnapshotEntry};
 use crate::segment::Segment;
 
 /// Checkpoint holding the log start offset.
@@ -21,6 +22,9 @@ pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint"
 pub const RECOVERY_POINT_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// Marker written by [`Log::close`] after a final flush; opening removes it.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Rolls whose producer snapshot is still to be written, at most: the broker takes them
+/// after every append, so only a caller that never does (a test) reaches this.
+const PENDING_PRODUCER_SNAPSHOTS_MAX: usize = 64;
 
 /// What an append did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +75,11 @@ pub struct FetchDataInfo {
 /// - The checkpoint files hold `log_start_offset` and `recovery_point_checkpointed`; the log
 ///   start offset checkpoint is written before any segment below it is deleted, so a restart
 ///   never exposes records below a start offset the broker has acknowledged.
+/// - Producer snapshots (`{offset:020}.snapshot`) exist only at offsets `<= log_end_offset()`
+///   (truncation deletes the ones past the new end), and below the log start offset only the
+///   newest one at or below it is kept: the state it holds plus the log from there rebuilds
+///   the producer state of every batch the log still holds, and of older producers not yet
+///   expired.
 #[derive(Debug)]
 pub struct Log {
     pub(crate) dir: PathBuf,
@@ -88,6 +97,9 @@ pub struct Log {
     /// The latest `now_ms` any call passed in: the creation time of segments made by calls
     /// that take no clock (truncation).
     pub(crate) latest_now_ms: i64,
+    /// Base offsets of segments rolled since the broker last took them: each wants a producer
+    /// snapshot holding the state of every batch below it. Oldest first, bounded.
+    pub(crate) pending_producer_snapshots: Vec<i64>,
 }
 
 impl Log {
@@ -529,7 +541,88 @@ impl Log {
         info!(dir = %self.dir.display(), base_offset = new_base_offset, "rolled new segment");
         self.recovery_point = self.recovery_point.max(log_end_offset);
         self.checkpoint_recovery_point()?;
+        // Kafka's `takeProducerSnapshot` on roll: the broker writes it, as only it knows the
+        // state (see `take_pending_producer_snapshots`).
+        if self.pending_producer_snapshots.len() >= PENDING_PRODUCER_SNAPSHOTS_MAX {
+            self.pending_producer_snapshots.remove(0);
+        }
+        self.pending_producer_snapshots.push(new_base_offset);
+        self.delete_producer_snapshots_below_log_start()?;
         self.assert_invariants();
+        Ok(())
+    }
+
+    /// The base offsets of the segments rolled since the last call, oldest first. For each the
+    /// broker writes [`Log::write_producer_snapshot`] with the state of the batches below it:
+    /// the rolls of one append come before all of its batches' offsets at or past them.
+    pub fn take_pending_producer_snapshots(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.pending_producer_snapshots)
+    }
+
+    /// Writes the producer snapshot at `offset` (the state of every batch below it),
+    /// atomically and durably. An offset past the log end is refused: no snapshot may claim
+    /// batches the log does not hold.
+    pub fn write_producer_snapshot(
+        &mut self,
+        offset: i64,
+        entries: &[ProducerSnapshotEntry],
+    ) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        if offset > log_end_offset || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: log_end_offset,
+            });
+        }
+        producer_snapshot::write(&self.dir, offset, entries)?;
+        debug!(dir = %self.dir.display(), offset, entries = entries.len(), "wrote producer snapshot");
+        Ok(())
+    }
+
+    /// The newest readable producer snapshot at or below the log end offset (Kafka's
+    /// `loadFromSnapshot`), refusing one of more than `max_entries` entries. Corrupt snapshots
+    /// are deleted and unreadable ones skipped in favour of older ones; `None` means the
+    /// state must be rebuilt from the log start.
+    pub fn latest_producer_snapshot(
+        &self,
+        max_entries: usize,
+    ) -> Result<Option<(i64, Vec<ProducerSnapshotEntry>)>, StorageError> {
+        Ok(producer_snapshot::latest_readable(
+            &self.dir,
+            self.log_end_offset(),
+            max_entries,
+        )?)
+    }
+
+    /// Offsets of the producer snapshots on disk, ascending.
+    pub fn producer_snapshot_offsets(&self) -> Result<Vec<i64>, StorageError> {
+        Ok(producer_snapshot::list(&self.dir)?)
+    }
+
+    /// Keeps, below the log start offset, only the newest snapshot at or below it (Kafka
+    /// deletes the snapshots of deleted segments the same way): it still holds the producers
+    /// whose batches went with the deleted segments, until they expire.
+    pub(crate) fn delete_producer_snapshots_below_log_start(&mut self) -> Result<(), StorageError> {
+        let log_start_offset = self.log_start_offset;
+        let offsets = producer_snapshot::list(&self.dir)?;
+        let keep = offsets
+            .iter()
+            .copied()
+            .filter(|o| *o <= log_start_offset)
+            .max();
+        if let Some(keep) = keep {
+            producer_snapshot::delete_where(&self.dir, |o| o < keep)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the producer snapshots past the log end offset (after truncation or recovery).
+    pub(crate) fn delete_producer_snapshots_after_log_end(&mut self) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        self.pending_producer_snapshots
+            .retain(|o| *o <= log_end_offset);
+        producer_snapshot::delete_where(&self.dir, |o| o > log_end_offset)?;
         Ok(())
     }
 
@@ -579,8 +672,26 @@ impl Log {
             .saturating_sub(1)
     }
 
-    /// Headers of the batches from the one holding `start_offset` to the end (producer state
-    /// rebuild, tests). A start below the log start offset reads from the log start offset.
+    /// Calls `f` with the header of every batch from the one holding `start_offset` to the
+    /// end, holding one segment's headers at a time (producer state rebuild). A start below
+    /// the log start offset reads from the log start offset.
+    pub fn for_each_batch_header_from(
+        &self,
+        start_offset: i64,
+        mut f: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let start_offset = start_offset.max(self.log_start_offset);
+        let mut headers = Vec::new();
+        let first = self.segment_index_for(start_offset);
+        for segment in &self.segments[first..] {
+            segment.batch_headers_from(start_offset, &mut headers)?;
+            headers.drain(..).for_each(|h| f(&h));
+        }
+        Ok(())
+    }
+
+    /// Headers of the batches from the one holding `start_offset` to the end (tests). A start
+    /// below the log start offset reads from the log start offset.
     pub fn batch_headers_from(&self, start_offset: i64) -> Result<Vec<BatchHeader>, StorageError> {
         let start_offset = start_offset.max(self.log_start_offset);
         let mut headers = Vec::new();
@@ -682,6 +793,7 @@ impl Log {
         let new_end = self.log_end_offset();
         info!(dir = %self.dir.display(), offset, old_end = log_end_offset, new_end, "truncated log");
         self.epoch_cache.truncate_from_end(new_end)?;
+        self.delete_producer_snapshots_after_log_end()?;
         if self.recovery_point > new_end {
             self.recovery_point = new_end;
             self.checkpoint_recovery_point()?;
@@ -712,6 +824,9 @@ impl Log {
         checkpoint::sync_dir(&self.dir)?;
         self.segments.push(segment);
         self.epoch_cache.clear()?;
+        // Kafka's `truncateFullyAndStartAt`: no producer state survives a restart of the log.
+        self.pending_producer_snapshots.clear();
+        producer_snapshot::delete_where(&self.dir, |_| true)?;
         checkpoint::write_offset(&self.dir, LOG_START_OFFSET_CHECKPOINT_FILE, offset)?;
         self.log_start_offset = offset;
         self.recovery_point = offset;
@@ -1563,5 +1678,116 @@ mod tests {
         append_batches(&mut log, 2, 1, 0, 0);
         log.delete().unwrap();
         assert!(!path.exists());
+    }
+
+    fn snapshot(pid: i64, last_offset: i64) -> ProducerSnapshotEntry {
+        ProducerSnapshotEntry {
+            producer_id: pid,
+            producer_epoch: 0,
+            last_sequence: last_offset as i32,
+            last_offset,
+            offset_delta: 1,
+            timestamp: 0,
+            coordinator_epoch: -1,
+            current_txn_first_offset: -1,
+        }
+    }
+
+    /// Every roll asks for a snapshot at the new segment's base; the broker writes them.
+    fn write_pending_snapshots(log: &mut Log) {
+        for offset in log.take_pending_producer_snapshots() {
+            log.write_producer_snapshot(offset, &[snapshot(1, offset - 1)])
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn producer_snapshots_follow_rolls_truncation_and_the_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = batch(2, 0).len() as u64;
+        let mut log = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 3 * one,
+                ..config()
+            },
+        );
+        append_batches(&mut log, 10, 2, 0, 0);
+        assert_eq!(log.take_pending_producer_snapshots(), vec![6, 12, 18]);
+        assert!(log.take_pending_producer_snapshots().is_empty());
+        for offset in [6, 12, 18] {
+            log.write_producer_snapshot(offset, &[snapshot(1, offset - 1)])
+                .unwrap();
+        }
+        assert!(dir.path().join("00000000000000000012.snapshot").exists());
+        assert!(matches!(
+            log.write_producer_snapshot(21, &[]),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        // The clean-shutdown snapshot at the log end.
+        log.write_producer_snapshot(20, &[snapshot(1, 19)]).unwrap();
+        assert_eq!(
+            log.producer_snapshot_offsets().unwrap(),
+            vec![6, 12, 18, 20]
+        );
+        let (offset, entries) = log.latest_producer_snapshot(10).unwrap().unwrap();
+        assert_eq!((offset, entries), (20, vec![snapshot(1, 19)]));
+
+        // Truncation deletes the snapshots past the new end and keeps the one at it.
+        log.truncate_to(12).unwrap();
+        assert_eq!(log.producer_snapshot_offsets().unwrap(), vec![6, 12]);
+        append_batches(&mut log, 4, 2, 2_000, 1);
+        write_pending_snapshots(&mut log);
+        assert_eq!(log.producer_snapshot_offsets().unwrap(), vec![6, 12, 18]);
+
+        // DeleteRecords into a segment keeps the newest snapshot at or below the new start.
+        assert!(log.maybe_increment_log_start_offset(14).unwrap());
+        assert_eq!(log.producer_snapshot_offsets().unwrap(), vec![12, 18]);
+        // Retention of whole segments likewise.
+        assert!(log.maybe_increment_log_start_offset(18).unwrap());
+        assert_eq!(log.producer_snapshot_offsets().unwrap(), vec![18]);
+
+        // Restarting the log drops every snapshot.
+        log.truncate_fully_and_start_at(100).unwrap();
+        assert!(log.producer_snapshot_offsets().unwrap().is_empty());
+        assert!(log.take_pending_producer_snapshots().is_empty());
+    }
+
+    #[test]
+    fn open_deletes_producer_snapshots_past_the_recovered_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), config());
+        append_batches(&mut log, 3, 2, 0, 0);
+        log.write_producer_snapshot(6, &[snapshot(1, 5)]).unwrap();
+        drop(log);
+        // A snapshot from a log that lost its tail (or a stray one) claims too much.
+        crate::producer_snapshot::write(dir.path(), 40, &[snapshot(1, 39)]).unwrap();
+        let log = open(dir.path(), config());
+        assert_eq!(log.producer_snapshot_offsets().unwrap(), vec![6]);
+    }
+
+    #[test]
+    fn headers_are_visited_segment_by_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = batch(2, 0).len() as u64;
+        let mut log = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 3 * one,
+                ..config()
+            },
+        );
+        append_batches(&mut log, 10, 2, 0, 0);
+        let mut seen = Vec::new();
+        log.for_each_batch_header_from(7, |h| seen.push(h.base_offset))
+            .unwrap();
+        assert_eq!(seen, vec![6, 8, 10, 12, 14, 16, 18]);
+        let all: Vec<i64> = log
+            .batch_headers_from(7)
+            .unwrap()
+            .iter()
+            .map(|h| h.base_offset)
+            .collect();
+        assert_eq!(seen, all);
     }
 }

@@ -10,6 +10,7 @@
 //! | `recovery-point-offset-checkpoint` | flush, roll, close | every offset below it is fsynced |
 //! | `leader-epoch-checkpoint` | epoch changes | the leader epoch cache |
 //! | `clean-shutdown` | close | the last close flushed everything; removed on open |
+//! | `{offset:020}.snapshot` | roll, close (by the broker) | producer state of the batches below `offset` (`producer_snapshot`) |
 //!
 //! After a clean shutdown every segment is trusted: indexes are checked and only the batches
 //! past each segment's last index entry are read. Otherwise every segment that may hold data at
@@ -172,6 +173,7 @@ impl Log {
             unflushed_records: 0,
             first_unflushed_append_ms: None,
             latest_now_ms: now_ms,
+            pending_producer_snapshots: Vec::new(),
         };
 
         if log.log_start_offset > log_end_offset {
@@ -192,6 +194,10 @@ impl Log {
         }
         log.checkpoint_recovery_point()?;
         log.delete_segments_below_log_start()?;
+        // Kafka's `truncateAndReload` at load: no snapshot may claim batches the recovered log
+        // lost, and the ones below the log start give way to the newest of them.
+        log.delete_producer_snapshots_after_log_end()?;
+        log.delete_producer_snapshots_below_log_start()?;
         log.assert_invariants();
         info!(
             dir = %dir.display(),

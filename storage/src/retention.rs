@@ -39,6 +39,7 @@ impl Log {
         info!(dir = %self.dir.display(), old = self.log_start_offset, new = new_start, "log start offset moved");
         self.log_start_offset = new_start;
         self.epoch_cache.truncate_from_start(new_start)?;
+        self.delete_producer_snapshots_below_log_start()?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod group_rebalance;
 mod groups;
 mod harness;
 mod hostile;
+mod idempotent_restart;
 mod jepsen;
 mod librdkafka;
 mod replication;
