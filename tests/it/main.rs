@@ -15,4 +15,5 @@ mod hostile;
 mod jepsen;
 mod librdkafka;
 mod replication;
+mod resources;
 mod retention;
