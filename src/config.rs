@@ -120,6 +120,13 @@ pub struct BrokerConfig {
     pub leader_imbalance_check_interval_ms: i64,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: i64,
+    /// `fetch.max.bytes`: the most record bytes one consumer Fetch response carries, whatever
+    /// the request asks (responses are built in memory, so this bounds a fetch's memory).
+    pub fetch_max_bytes: usize,
+    /// `replica.fetch.max.bytes`: the record bytes a follower asks for per partition.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: the record bytes a follower asks for per fetch.
+    pub replica_fetch_response_max_bytes: i32,
     /// `controller.quorum.election.timeout.ms`: Raft election timeout (randomised up to 2x).
     pub quorum_election_timeout_ms: u64,
     /// The group coordinator's settings (`group.*` and `offsets.*`).
@@ -248,6 +255,9 @@ impl BrokerConfig {
             broker_session_timeout_ms: p.int("broker.session.timeout.ms", 9_000)?,
             quorum_election_timeout_ms: p.int("controller.quorum.election.timeout.ms", 1_000)?,
             replica_lag_time_max_ms: p.int("replica.lag.time.max.ms", 30_000)?,
+            fetch_max_bytes: p.int("fetch.max.bytes", 4 << 20)?,
+            replica_fetch_max_bytes: p.int("replica.fetch.max.bytes", 1 << 20)?,
+            replica_fetch_response_max_bytes: p.int("replica.fetch.response.max.bytes", 4 << 20)?,
             auto_leader_rebalance_enable: p.bool("auto.leader.rebalance.enable", true)?,
             leader_imbalance_check_interval_ms: p
                 .int::<i64>("leader.imbalance.check.interval.seconds", 300)?
@@ -318,6 +328,17 @@ impl BrokerConfig {
         {
             return Err(ConfigError::Invalid(
                 "producer.id.expiration.ms, producer.id.expiration.check.interval.ms and producer.state.max.producers.per.partition must be at least 1".into(),
+            ));
+        }
+        if config.fetch_max_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "fetch.max.bytes must be at least 1024".into(),
+            ));
+        }
+        if config.replica_fetch_max_bytes < 0 || config.replica_fetch_response_max_bytes < 0 {
+            return Err(ConfigError::Invalid(
+                "replica.fetch.max.bytes and replica.fetch.response.max.bytes must not be negative"
+                    .into(),
             ));
         }
         if config.socket_request_max_bytes < 1024 {

@@ -48,14 +48,6 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> PendingResponse {
 fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, usize, bool) {
     let image = ctx.broker.image();
     let rm = &ctx.broker.replica_manager;
-    let mut remaining = if ctx.api_version >= 3 {
-        req.max_bytes.max(0) as usize
-    } else {
-        usize::MAX
-    };
-    let mut total = 0usize;
-    let mut has_error = false;
-    let mut high_watermark_advanced = false;
     // A follower identifies itself by replica id (in ReplicaState from v15 on); consumers
     // send -1.
     let replica_id = if ctx.api_version >= 15 {
@@ -63,6 +55,23 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
     } else {
         req.replica_id.0
     };
+    let requested_max_bytes = if ctx.api_version >= 3 {
+        req.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
+    // Like Kafka's KafkaApis, consumers get at most fetch.max.bytes; followers ask for what
+    // their replica.fetch.response.max.bytes allows. The response is built in memory (and
+    // copied once more when encoded), so this is what bounds a consumer fetch's memory however
+    // many partitions it names.
+    let mut remaining = if replica_id >= 0 {
+        requested_max_bytes
+    } else {
+        requested_max_bytes.min(ctx.broker.config.fetch_max_bytes)
+    };
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut high_watermark_advanced = false;
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let name = if ctx.api_version >= 13 {

@@ -7,7 +7,7 @@
 //! set is re-read from the replica manager before every fetch, so leadership changes in the
 //! metadata image take effect at the next round without any other bookkeeping.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +26,6 @@ use crate::clock::now_ms;
 const FETCH_VERSION: i16 = 12;
 /// How long the leader may hold a follower fetch that finds nothing new.
 const FETCH_MAX_WAIT_MS: i32 = 500;
-const FETCH_MAX_BYTES: i32 = 16 << 20;
-const PARTITION_MAX_BYTES: i32 = 1 << 20;
 /// Pause after a failed fetch before trying again.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the supervisor looks for leaders that need a fetcher.
@@ -92,14 +90,16 @@ async fn fetch_from_leader(broker: &Broker, leader: i32) {
                     .with_fetch_offset(s.fetch_offset)
                     .with_last_fetched_epoch(s.last_fetched_epoch)
                     .with_log_start_offset(s.log_start_offset)
-                    .with_partition_max_bytes(PARTITION_MAX_BYTES),
+                    .with_partition_max_bytes(broker.config.replica_fetch_max_bytes),
             );
         }
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(broker.config.node_id))
             .with_max_wait_ms(FETCH_MAX_WAIT_MS)
             .with_min_bytes(1)
-            .with_max_bytes(FETCH_MAX_BYTES)
+            // The leader builds the response in memory and this node holds it whole until
+            // it is appended, so this bounds the memory of replication per leader.
+            .with_max_bytes(broker.config.replica_fetch_response_max_bytes)
             .with_session_epoch(-1)
             .with_topics(
                 by_topic
@@ -125,13 +125,18 @@ async fn fetch_from_leader(broker: &Broker, leader: i32) {
             }
         };
         let mut backoff = false;
+        // Looked up by name, not scanned: a fetch may carry thousands of partitions.
+        let fetched: HashMap<(&str, i32), usize> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, (tp, _, _))| ((tp.topic.as_str(), tp.partition), i))
+            .collect();
         for topic in &response.responses {
             for p in &topic.partitions {
-                let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition_index);
-                let Some((_, partition, state)) = partitions.iter().find(|(t, _, _)| *t == tp)
-                else {
+                let Some(&i) = fetched.get(&(&*topic.topic.0, p.partition_index)) else {
                     continue;
                 };
+                let (tp, partition, state) = &partitions[i];
                 if let Err(e) = handle_partition(partition, state, p) {
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "follower could not apply a fetch");
                     backoff = true;

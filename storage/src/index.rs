@@ -6,10 +6,14 @@
 //! appended batches, so a lookup lands at most about that many bytes before the batch it wants
 //! and finishes with a short scan of batch headers.
 //!
-//! The entries live in memory; the file only receives appended entries and truncations, and is
-//! read once when the segment is loaded.
+//! The entries live in memory. The file is read once when the segment is loaded and written
+//! only when the segment is flushed (see [`OffsetIndex::flush`]); no descriptor is held in
+//! between, so a segment keeps only its `.log` open however many segments and partitions a
+//! node has. That is safe because nothing trusts an index file that was not flushed: recovery
+//! rebuilds the indexes of every segment past the recovery point, and the recovery point only
+//! moves past a segment after that segment (its indexes included) was flushed.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -24,43 +28,55 @@ pub struct OffsetPosition {
     pub position: u64,
 }
 
-/// In-memory copy of an offset index file, kept in sync with the file.
+/// In-memory copy of an offset index file, written to the file on [`OffsetIndex::flush`].
 ///
 /// # Invariants
 /// - Entries are strictly increasing in both relative offset and position: each one points at a
 ///   later batch than the one before, because entries are only appended for batches appended
 ///   after the previous entry's batch.
 /// - Every relative offset fits in `i32` (the segment rolls before one would not).
-/// - After every successful call the file holds exactly `entries.len() * ENTRY_SIZE` bytes with
-///   the same entries. A failed write leaves the memory untouched; the next write overwrites
-///   whatever partial bytes it left.
+/// - The first `flushed_entries` entries are in the file byte for byte and fsynced. When
+///   `dirty` is false the file holds exactly `entries.len() * ENTRY_SIZE` bytes, all of them
+///   flushed. A failed flush leaves `flushed_entries` and `dirty` as they were, so the next
+///   flush rewrites whatever partial bytes it left.
 #[derive(Debug)]
 pub(crate) struct OffsetIndex {
     /// Base offset of the owning segment; entries are relative to it.
     base_offset: i64,
     path: PathBuf,
-    file: File,
     /// (relative offset, position) pairs.
     entries: Vec<(u32, u32)>,
+    /// Leading entries known to be in the file as they are in `entries`.
+    flushed_entries: usize,
+    /// Whether the file differs from `entries` (appends or truncations since the last flush).
+    dirty: bool,
     /// Whether the file existed and was whole (a multiple of the entry size) when opened.
     loaded_whole: bool,
 }
 
 impl OffsetIndex {
-    /// Opens (creating if missing) the index at `path`, loading the whole entries it holds.
-    /// Use [`OffsetIndex::check`] before trusting them.
+    /// An empty index for a new segment. The file at `path` is written at the first flush.
+    pub(crate) fn new(path: &Path, base_offset: i64) -> OffsetIndex {
+        OffsetIndex {
+            base_offset,
+            path: path.to_path_buf(),
+            entries: Vec::new(),
+            flushed_entries: 0,
+            dirty: true,
+            loaded_whole: true,
+        }
+    }
+
+    /// Loads the whole entries of the index file at `path` (none when it is missing) and closes
+    /// it again. Use [`OffsetIndex::check`] before trusting them.
     pub(crate) fn open(path: &Path, base_offset: i64) -> io::Result<OffsetIndex> {
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let len = file.metadata()?.len();
-        let mut bytes = vec![0u8; len as usize];
-        file.read_exact_at(&mut bytes, 0)?;
-        let entries = bytes
+        let (bytes, existed) = match fs::read(path) {
+            Ok(bytes) => (bytes, true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), false),
+            Err(e) => return Err(e),
+        };
+        let len = bytes.len();
+        let entries: Vec<(u32, u32)> = bytes
             .chunks_exact(ENTRY_SIZE)
             .map(|c| {
                 (
@@ -69,12 +85,14 @@ impl OffsetIndex {
                 )
             })
             .collect();
+        let loaded_whole = existed && len % ENTRY_SIZE == 0;
         Ok(OffsetIndex {
             base_offset,
             path: path.to_path_buf(),
-            file,
+            flushed_entries: entries.len(),
             entries,
-            loaded_whole: existed && len % ENTRY_SIZE as u64 == 0,
+            dirty: !loaded_whole,
+            loaded_whole,
         })
     }
 
@@ -142,8 +160,9 @@ impl OffsetIndex {
         }
     }
 
-    /// Appends an entry for the batch ending at `offset` and starting at `position`.
-    pub(crate) fn append(&mut self, offset: i64, position: u64) -> io::Result<()> {
+    /// Appends an entry for the batch ending at `offset` and starting at `position`; the file
+    /// gets it at the next flush.
+    pub(crate) fn append(&mut self, offset: i64, position: u64) {
         let relative = offset - self.base_offset;
         assert!(
             (0..=i32::MAX as i64).contains(&relative),
@@ -160,39 +179,57 @@ impl OffsetIndex {
                 "index entry ({offset}, {position}) does not follow {last:?}"
             );
         }
-        let entry = (relative as u32, position as u32);
-        let mut bytes = [0u8; ENTRY_SIZE];
-        bytes[0..4].copy_from_slice(&entry.0.to_be_bytes());
-        bytes[4..8].copy_from_slice(&entry.1.to_be_bytes());
-        self.file
-            .write_all_at(&bytes, (self.entries.len() * ENTRY_SIZE) as u64)?;
-        self.entries.push(entry);
-        Ok(())
+        self.entries.push((relative as u32, position as u32));
+        self.dirty = true;
     }
 
-    /// Drops every entry pointing at or after byte `position` of the segment.
-    pub(crate) fn truncate_to_position(&mut self, position: u64) -> io::Result<()> {
+    /// Drops every entry pointing at or after byte `position` of the segment; the file is cut
+    /// at the next flush.
+    pub(crate) fn truncate_to_position(&mut self, position: u64) {
         let keep = self
             .entries
             .partition_point(|&(_, pos)| (pos as u64) < position);
-        self.truncate_entries(keep)
+        self.truncate_entries(keep);
     }
 
     /// Drops all entries.
-    pub(crate) fn reset(&mut self) -> io::Result<()> {
-        self.truncate_entries(0)?;
+    pub(crate) fn reset(&mut self) {
+        self.truncate_entries(0);
         self.loaded_whole = true;
-        Ok(())
     }
 
-    fn truncate_entries(&mut self, keep: usize) -> io::Result<()> {
-        self.file.set_len((keep * ENTRY_SIZE) as u64)?;
-        self.entries.truncate(keep);
-        Ok(())
+    fn truncate_entries(&mut self, keep: usize) {
+        if keep < self.entries.len() {
+            self.entries.truncate(keep);
+            self.dirty = true;
+        }
+        self.flushed_entries = self.flushed_entries.min(keep);
     }
 
-    pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Writes the entries the file lacks, cuts what it holds beyond them, and fsyncs it. The
+    /// file is opened for this and closed again. A no-op when nothing changed since the last
+    /// flush.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)?;
+        let mut bytes =
+            Vec::with_capacity((self.entries.len() - self.flushed_entries) * ENTRY_SIZE);
+        for &(relative, position) in &self.entries[self.flushed_entries..] {
+            bytes.extend_from_slice(&relative.to_be_bytes());
+            bytes.extend_from_slice(&position.to_be_bytes());
+        }
+        file.write_all_at(&bytes, (self.flushed_entries * ENTRY_SIZE) as u64)?;
+        file.set_len((self.entries.len() * ENTRY_SIZE) as u64)?;
+        file.sync_data()?;
+        self.flushed_entries = self.entries.len();
+        self.dirty = false;
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -222,9 +259,9 @@ mod tests {
                 position: 0
             }
         );
-        index.append(110, 500).unwrap();
-        index.append(120, 1000).unwrap();
-        index.append(130, 1500).unwrap();
+        index.append(110, 500);
+        index.append(120, 1000);
+        index.append(130, 1500);
         assert_eq!(
             index.lookup(105),
             OffsetPosition {
@@ -255,6 +292,8 @@ mod tests {
         );
         assert!(index.is_full(3));
         assert!(!index.is_full(4));
+        assert!(!path.exists(), "the file is written only by a flush");
+        index.flush().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
     }
 
@@ -263,15 +302,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.index");
         {
-            let mut index = OffsetIndex::open(&path, 0).unwrap();
-            index.append(9, 100).unwrap();
-            index.append(19, 200).unwrap();
+            let mut index = OffsetIndex::new(&path, 0);
+            index.append(9, 100);
+            index.append(19, 200);
+            index.flush().unwrap();
         }
         let mut index = OffsetIndex::open(&path, 0).unwrap();
         assert_eq!(index.len(), 2);
         index.check(300).unwrap();
         assert!(index.check(200).is_err(), "position past segment");
-        index.truncate_to_position(200).unwrap();
+        index.truncate_to_position(200);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            16,
+            "cut at the next flush"
+        );
+        index.flush().unwrap();
         assert_eq!(
             index.entries(),
             vec![OffsetPosition {
@@ -280,6 +326,14 @@ mod tests {
             }]
         );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        index.append(29, 300);
+        index.flush().unwrap();
+        let reopened = OffsetIndex::open(&path, 0).unwrap();
+        assert_eq!(
+            reopened.entries(),
+            index.entries(),
+            "a flush appends past a cut"
+        );
 
         std::fs::write(&path, [0u8; 12]).unwrap();
         assert!(

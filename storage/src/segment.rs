@@ -4,6 +4,10 @@
 //! (`00000000000000000000.log`, `.index`, `.timeindex`). Batches are appended at the segment's
 //! size with positional writes and read back with positional reads (`FileExt`), so readers
 //! only ever see bytes below `size_bytes`, which moves after a write completes.
+//!
+//! A segment holds one open file, its `.log`: the indexes live in memory and their files are
+//! read at load and written at flush (see [`crate::index`]), so open descriptors grow with
+//! the number of segments, not three times that.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -196,14 +200,15 @@ impl Segment {
             .create(true)
             .truncate(true)
             .open(&log_path)?;
-        let mut index =
-            OffsetIndex::open(&segment_path(dir, base_offset, INDEX_SUFFIX), base_offset)?;
-        index.reset()?;
-        let mut time_index = TimeIndex::open(
-            &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
-            base_offset,
-        )?;
-        time_index.reset()?;
+        // Index files of an earlier segment with this base offset must not outlive it: until
+        // the first flush writes the new ones, a crash leaves this segment without indexes,
+        // which makes loading it rebuild them.
+        let index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
+        let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
+        remove_if_exists(&index_path)?;
+        remove_if_exists(&time_index_path)?;
+        let index = OffsetIndex::new(&index_path, base_offset);
+        let time_index = TimeIndex::new(&time_index_path, base_offset);
         Ok(Segment {
             base_offset,
             log_path,
@@ -316,8 +321,8 @@ impl Segment {
         on_batch: &mut dyn FnMut(&BatchHeader) -> Result<(), StorageError>,
     ) -> Result<u64, StorageError> {
         let file_bytes = self.log.metadata()?.len();
-        self.index.reset()?;
-        self.time_index.reset()?;
+        self.index.reset();
+        self.time_index.reset();
         self.size_bytes = 0;
         self.next_offset = self.base_offset;
         self.bytes_since_last_index_entry = 0;
@@ -344,7 +349,7 @@ impl Segment {
                     break;
                 }
             };
-            self.index_batch(&header, position, index_interval_bytes)?;
+            self.index_batch(&header, position, index_interval_bytes);
             on_batch(&header)?;
             position += header.total_size() as u64;
         }
@@ -393,14 +398,9 @@ impl Segment {
 
     /// Counts the batch at `position` (which must be the current end) into the segment state and
     /// its indexes, with Kafka's rule: an index entry for a batch when more than
-    /// `index_interval_bytes` were appended since the last entry. The segment state is updated
-    /// even when an index write fails; the error is returned afterwards.
-    fn index_batch(
-        &mut self,
-        header: &BatchHeader,
-        position: u64,
-        index_interval_bytes: u32,
-    ) -> io::Result<()> {
+    /// `index_interval_bytes` were appended since the last entry. The index files get the
+    /// entries at the next flush.
+    fn index_batch(&mut self, header: &BatchHeader, position: u64, index_interval_bytes: u32) {
         debug_assert_eq!(position, self.size_bytes);
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
@@ -409,23 +409,16 @@ impl Segment {
         if self.first_batch_timestamp.is_none() {
             self.first_batch_timestamp = Some(header.max_timestamp);
         }
-        let mut result = Ok(());
         if self.bytes_since_last_index_entry > index_interval_bytes as u64 {
-            result = self
-                .index
-                .append(header.last_offset(), position)
-                .and_then(|()| {
-                    self.time_index
-                        .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
-                        .map(|_| ())
-                });
+            self.index.append(header.last_offset(), position);
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
             self.bytes_since_last_index_entry = 0;
         }
         let size = header.total_size() as u64;
         self.bytes_since_last_index_entry += size;
         self.size_bytes = position + size;
         self.next_offset = header.next_offset();
-        result
     }
 
     /// Scans the batches past the last offset index entry (every batch before it is covered by
@@ -498,8 +491,7 @@ impl Segment {
 
     /// Appends whole, validated batches at the end of the segment. `headers` describe the
     /// batches of `records` (ranges relative to `records`) as they are written. The log write
-    /// is the commit point: once it succeeded the batches count, and a failing index write is
-    /// logged (the indexes are rebuilt by recovery if they do not match).
+    /// is the commit point: once it succeeded the batches count.
     pub(crate) fn append(
         &mut self,
         records: &[u8],
@@ -531,11 +523,7 @@ impl Segment {
         }
         self.dirty = true;
         for (header, range) in headers {
-            if let Err(e) =
-                self.index_batch(header, position + range.start as u64, index_interval_bytes)
-            {
-                error!(segment = %self.log_path.display(), error = %e, "index append failed");
-            }
+            self.index_batch(header, position + range.start as u64, index_interval_bytes);
         }
         debug_assert_eq!(self.size_bytes, position + records.len() as u64);
         Ok(())
@@ -734,9 +722,9 @@ impl Segment {
         self.log.set_len(position)?;
         self.size_bytes = position;
         self.dirty = true;
-        self.index.truncate_to_position(position)?;
+        self.index.truncate_to_position(position);
         let tail = self.load_tail()?;
-        self.time_index.truncate_to_offset(tail.next_offset)?;
+        self.time_index.truncate_to_offset(tail.next_offset);
         let tail = self.load_tail()?;
         self.apply_tail(tail);
         if self.size_bytes == 0 {
@@ -771,20 +759,23 @@ impl Segment {
     /// Called when the segment stops being the active one: writes a final time index entry for
     /// its largest timestamp (so loading it later needs no scan) and fsyncs everything.
     pub(crate) fn on_become_inactive(&mut self) -> Result<(), StorageError> {
-        if self.max_timestamp != NO_TIMESTAMP {
-            self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+        if self.max_timestamp != NO_TIMESTAMP
+            && self
+                .time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        {
             self.dirty = true;
         }
         self.sync()
     }
 
-    /// Fsyncs the log and both indexes if anything changed since the last sync.
+    /// Fsyncs the log and writes and fsyncs whichever index changed, if anything changed since
+    /// the last sync.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         if self.dirty {
             self.log.sync_data()?;
-            self.index.sync()?;
-            self.time_index.sync()?;
+            self.index.flush()?;
+            self.time_index.flush()?;
             self.dirty = false;
         }
         Ok(())
@@ -976,6 +967,67 @@ mod tests {
             (next, max_ts)
         );
         recovered.sync().unwrap();
+    }
+
+    #[test]
+    fn indexes_reach_their_files_only_on_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_path = segment_path(dir.path(), 0, INDEX_SUFFIX);
+        let time_index_path = segment_path(dir.path(), 0, TIME_INDEX_SUFFIX);
+        fs::write(&index_path, [7u8; 24]).unwrap();
+        let mut segment = Segment::create(dir.path(), 0, 0).unwrap();
+        assert!(
+            !index_path.exists(),
+            "a new segment drops stale index files"
+        );
+        fill(&mut segment, 10, 100);
+        let entries = segment.offset_index().entries().len() as u64;
+        assert!(entries > 2);
+        assert!(!index_path.exists() && !time_index_path.exists());
+        segment.sync().unwrap();
+        let file_len = |p: &Path| fs::metadata(p).unwrap().len();
+        assert_eq!(file_len(&index_path), entries * 8);
+        assert_eq!(
+            file_len(&time_index_path),
+            segment.time_index().entries().len() as u64 * 12
+        );
+
+        segment.truncate_to(9).unwrap();
+        let kept = segment.offset_index().entries().len() as u64;
+        assert!(kept < entries);
+        assert_eq!(file_len(&index_path), entries * 8, "cut at the next sync");
+        fill(&mut segment, 3, 100);
+        segment.sync().unwrap();
+        let index = segment.offset_index().entries();
+        let time_index = segment.time_index().entries();
+        assert_eq!(file_len(&index_path), index.len() as u64 * 8);
+        drop(segment);
+
+        let (loaded, cut) = Segment::load(dir.path(), 0, 0, 100, &mut noop).unwrap();
+        assert_eq!(cut, 0);
+        assert!(!loaded.is_dirty(), "the flushed indexes match the log");
+        assert_eq!(loaded.offset_index().entries(), index);
+        assert_eq!(loaded.time_index().entries(), time_index);
+    }
+
+    #[test]
+    fn unflushed_indexes_are_rebuilt_by_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut segment = Segment::create(dir.path(), 0, 0).unwrap();
+        fill(&mut segment, 5, 100);
+        segment.sync().unwrap();
+        fill(&mut segment, 10, 100);
+        let index = segment.offset_index().entries();
+        let next_offset = segment.next_offset();
+        drop(segment); // a crash: the last ten batches' index entries never reached the files
+
+        let (recovered, cut) = Segment::open_and_recover(dir.path(), 0, 0, 100, &mut noop).unwrap();
+        assert_eq!(cut, 0);
+        assert_eq!(recovered.offset_index().entries(), index);
+        assert_eq!(recovered.next_offset(), next_offset);
+        for offset in 0..next_offset {
+            assert!(recovered.find_batch(offset).unwrap().is_some());
+        }
     }
 
     #[test]

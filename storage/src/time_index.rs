@@ -6,9 +6,11 @@
 //! target timestamp finds the last entry below or at it: no record before that entry's offset
 //! can have a timestamp above the target.
 //!
-//! Like the offset index, entries live in memory and the file receives appends and truncations.
+//! Like the offset index, entries live in memory and the file is read when the segment is loaded
+//! and written when it is flushed, with no descriptor held in between (see
+//! [`crate::index`] for why that is safe).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -25,39 +27,50 @@ pub struct TimestampOffset {
     pub offset: i64,
 }
 
-/// In-memory copy of a time index file, kept in sync with the file.
+/// In-memory copy of a time index file, written to the file on [`TimeIndex::flush`].
 ///
 /// # Invariants
 /// - Timestamps strictly increase; offsets never decrease (entries are added only with a larger
 ///   timestamp at the current or a later offset).
 /// - Every relative offset fits in `i32`.
-/// - After every successful call the file holds exactly `entries.len() * ENTRY_SIZE` bytes with
-///   the same entries.
+/// - The first `flushed_entries` entries are in the file byte for byte and fsynced; when
+///   `dirty` is false the file holds exactly `entries.len() * ENTRY_SIZE` bytes, all flushed.
 #[derive(Debug)]
 pub(crate) struct TimeIndex {
     base_offset: i64,
     path: PathBuf,
-    file: File,
     /// (timestamp, relative offset) pairs.
     entries: Vec<(i64, u32)>,
+    /// Leading entries known to be in the file as they are in `entries`.
+    flushed_entries: usize,
+    /// Whether the file differs from `entries`.
+    dirty: bool,
     /// Whether the file existed and was whole when opened.
     loaded_whole: bool,
 }
 
 impl TimeIndex {
-    /// Opens (creating if missing) the time index at `path`, loading its whole entries.
+    /// An empty time index for a new segment; the file is written at the first flush.
+    pub(crate) fn new(path: &Path, base_offset: i64) -> TimeIndex {
+        TimeIndex {
+            base_offset,
+            path: path.to_path_buf(),
+            entries: Vec::new(),
+            flushed_entries: 0,
+            dirty: true,
+            loaded_whole: true,
+        }
+    }
+
+    /// Loads the whole entries of the time index at `path` (none when it is missing).
     pub(crate) fn open(path: &Path, base_offset: i64) -> io::Result<TimeIndex> {
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let len = file.metadata()?.len();
-        let mut bytes = vec![0u8; len as usize];
-        file.read_exact_at(&mut bytes, 0)?;
-        let entries = bytes
+        let (bytes, existed) = match fs::read(path) {
+            Ok(bytes) => (bytes, true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), false),
+            Err(e) => return Err(e),
+        };
+        let len = bytes.len();
+        let entries: Vec<(i64, u32)> = bytes
             .chunks_exact(ENTRY_SIZE)
             .map(|c| {
                 (
@@ -66,12 +79,14 @@ impl TimeIndex {
                 )
             })
             .collect();
+        let loaded_whole = existed && len % ENTRY_SIZE == 0;
         Ok(TimeIndex {
             base_offset,
             path: path.to_path_buf(),
-            file,
+            flushed_entries: entries.len(),
             entries,
-            loaded_whole: existed && len % ENTRY_SIZE as u64 == 0,
+            dirty: !loaded_whole,
+            loaded_whole,
         })
     }
 
@@ -139,11 +154,12 @@ impl TimeIndex {
     }
 
     /// Appends `(timestamp, offset)` if `timestamp` is larger than the last entry's (Kafka's
-    /// `TimeIndex.maybeAppend`). Returns whether an entry was written.
-    pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64) -> io::Result<bool> {
+    /// `TimeIndex.maybeAppend`). Returns whether an entry was added; the file gets it at the
+    /// next flush.
+    pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64) -> bool {
         let last_timestamp = self.entries.last().map_or(NO_TIMESTAMP, |e| e.0);
         if timestamp <= last_timestamp {
-            return Ok(false);
+            return false;
         }
         let relative = offset - self.base_offset;
         assert!(
@@ -157,38 +173,56 @@ impl TimeIndex {
                 "time index offset {offset} goes back from {last:?}"
             );
         }
-        let mut bytes = [0u8; ENTRY_SIZE];
-        bytes[0..8].copy_from_slice(&timestamp.to_be_bytes());
-        bytes[8..12].copy_from_slice(&(relative as u32).to_be_bytes());
-        self.file
-            .write_all_at(&bytes, (self.entries.len() * ENTRY_SIZE) as u64)?;
         self.entries.push((timestamp, relative as u32));
-        Ok(true)
+        self.dirty = true;
+        true
     }
 
-    /// Drops every entry whose offset is `>= offset`.
-    pub(crate) fn truncate_to_offset(&mut self, offset: i64) -> io::Result<()> {
+    /// Drops every entry whose offset is `>= offset`; the file is cut at the next flush.
+    pub(crate) fn truncate_to_offset(&mut self, offset: i64) {
         let keep = self
             .entries
             .partition_point(|&(_, rel)| self.base_offset + (rel as i64) < offset);
-        self.truncate_entries(keep)
+        self.truncate_entries(keep);
     }
 
     /// Drops all entries.
-    pub(crate) fn reset(&mut self) -> io::Result<()> {
-        self.truncate_entries(0)?;
+    pub(crate) fn reset(&mut self) {
+        self.truncate_entries(0);
         self.loaded_whole = true;
-        Ok(())
     }
 
-    fn truncate_entries(&mut self, keep: usize) -> io::Result<()> {
-        self.file.set_len((keep * ENTRY_SIZE) as u64)?;
-        self.entries.truncate(keep);
-        Ok(())
+    fn truncate_entries(&mut self, keep: usize) {
+        if keep < self.entries.len() {
+            self.entries.truncate(keep);
+            self.dirty = true;
+        }
+        self.flushed_entries = self.flushed_entries.min(keep);
     }
 
-    pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Writes the entries the file lacks, cuts what it holds beyond them, and fsyncs it, opening
+    /// the file only for this. A no-op when nothing changed since the last flush.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)?;
+        let mut bytes =
+            Vec::with_capacity((self.entries.len() - self.flushed_entries) * ENTRY_SIZE);
+        for &(timestamp, relative) in &self.entries[self.flushed_entries..] {
+            bytes.extend_from_slice(&timestamp.to_be_bytes());
+            bytes.extend_from_slice(&relative.to_be_bytes());
+        }
+        file.write_all_at(&bytes, (self.flushed_entries * ENTRY_SIZE) as u64)?;
+        file.set_len((self.entries.len() * ENTRY_SIZE) as u64)?;
+        file.sync_data()?;
+        self.flushed_entries = self.entries.len();
+        self.dirty = false;
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -210,7 +244,7 @@ mod tests {
     fn appends_only_growing_timestamps_and_looks_up_floor() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000050.timeindex");
-        let mut index = TimeIndex::open(&path, 50).unwrap();
+        let mut index = TimeIndex::new(&path, 50);
         assert_eq!(
             index.lookup(10),
             TimestampOffset {
@@ -218,12 +252,12 @@ mod tests {
                 offset: 50
             }
         );
-        assert!(!index.maybe_append(-1, 50).unwrap());
-        assert!(index.maybe_append(100, 55).unwrap());
-        assert!(!index.maybe_append(100, 56).unwrap());
-        assert!(!index.maybe_append(90, 57).unwrap());
-        assert!(index.maybe_append(200, 60).unwrap());
-        assert!(index.maybe_append(300, 60).unwrap());
+        assert!(!index.maybe_append(-1, 50));
+        assert!(index.maybe_append(100, 55));
+        assert!(!index.maybe_append(100, 56));
+        assert!(!index.maybe_append(90, 57));
+        assert!(index.maybe_append(200, 60));
+        assert!(index.maybe_append(300, 60));
         assert_eq!(
             index.lookup(99),
             TimestampOffset {
@@ -253,12 +287,14 @@ mod tests {
             })
         );
         assert!(index.is_full(3));
+        index.flush().unwrap();
         drop(index);
 
         let mut index = TimeIndex::open(&path, 50).unwrap();
         index.check(61).unwrap();
         assert!(index.check(60).is_err());
-        index.truncate_to_offset(60).unwrap();
+        index.truncate_to_offset(60);
+        index.flush().unwrap();
         assert_eq!(
             index.entries(),
             vec![TimestampOffset {

@@ -188,6 +188,11 @@ impl Node {
         self.child.is_some()
     }
 
+    /// The process id of the running node, for reading its `/proc` entries.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => c.try_wait().unwrap().is_none(),

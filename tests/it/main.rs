@@ -16,4 +16,5 @@ mod idempotent_restart;
 mod jepsen;
 mod librdkafka;
 mod replication;
+mod resources;
 mod retention;
