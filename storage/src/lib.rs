@@ -14,6 +14,7 @@
 //! - [`log`]: appends, reads, rolls, truncation, flush; `recovery`: opening and crash
 //!   recovery; `retention`: deleting old segments and moving the log start offset.
 //! - `checkpoint`: atomic small files.
+//! - [`validator`]: Kafka's LogValidator for leader appends, compressed batches included.
 
 pub mod batch;
 mod checkpoint;
@@ -26,6 +27,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod time_index;
+pub mod validator;
 
 #[cfg(test)]
 mod test_util;
@@ -35,3 +37,4 @@ pub use config::{LogConfig, TimestampType};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::StorageError;
 pub use log::{FetchDataInfo, Log, LogAppendInfo};
+pub use validator::{AppendOrigin, ValidatedBatch, ValidationError, ValidatorConfig};
