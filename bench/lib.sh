@@ -151,17 +151,17 @@ bench_broker() {
       || { log "$sys: warm-up topic creation failed:"; cat "$work/$sys-warmup-topic.out" >&2; return 1; }
     tool "$work/$sys-warmup.out" producer-perf-test --topic "$topic-warmup" --num-records "$warmup" \
       --record-size "$record_size" --throughput -1 \
-      --producer-props "bootstrap.servers=127.0.0.1:$port" acks=1 \
+      --producer-props "bootstrap.servers=127.0.0.1:$port" acks=1 "compression.type=${compression_type:-none}" \
       || { log "$sys: warm-up failed:"; tail -n 20 "$work/$sys-warmup.out" >&2; return 1; }
   fi
 
   local acks line
   for acks in 1 all; do
-    log "$sys: producer-perf-test, $records x $record_size B, acks=$acks"
+    log "$sys: producer-perf-test, $records x $record_size B, acks=$acks, compression.type=${compression_type:-none}"
     local out="$work/$sys-produce-acks$acks.out"
     if ! tool "$out" producer-perf-test --topic "$topic" --num-records "$records" \
          --record-size "$record_size" --throughput -1 \
-         --producer-props "bootstrap.servers=127.0.0.1:$port" "acks=$acks"; then
+         --producer-props "bootstrap.servers=127.0.0.1:$port" "acks=$acks" "compression.type=${compression_type:-none}"; then
       log "$sys: producer-perf-test failed:"; tail -n 20 "$out" >&2; return 1
     fi
     line="$(grep -E 'records sent,.*99\.9th' "$out" | tail -n 1)"

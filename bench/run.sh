@@ -7,10 +7,12 @@
 #   bench/run.sh --records 50000      # smaller run
 #   bench/run.sh --only kafka         # Apache Kafka only (no Gregor binary needed)
 #   bench/run.sh --only gregor        # Gregor only
+#   bench/run.sh --compression-type zstd   # producers compress (brokers validate every record)
 #
 # Options: --records N, --record-size BYTES, --warmup N (records produced to a separate topic
 #          before measuring; default min(100000, records); 0 = none), --only gregor|kafka,
-#          --keep (keep the data dirs and logs), -h|--help.
+#          --compression-type none|gzip|snappy|lz4|zstd (the producers' compression.type,
+#          default none), --keep (keep the data dirs and logs), -h|--help.
 # Environment: GREGOR_BIN (default target/release/gregor), GREGOR_PORT (19092),
 #   KAFKA_PORT (29092), KAFKA_CONTROLLER_PORT (29093), BENCH_KAFKA_HEAP (-Xmx1g -Xms1g),
 #   GREGOR_EXTRA_CONFIG (a file appended to Gregor's properties), BENCH_TMP (parent of the
@@ -25,6 +27,7 @@ record_size=1024
 warmup=""
 only=""
 keep=0
+compression_type=none
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --records) records="$2"; shift 2 ;;
@@ -35,8 +38,10 @@ while [[ $# -gt 0 ]]; do
     --warmup=*) warmup="${1#*=}"; shift ;;
     --only) only="$2"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
+    --compression-type) compression_type="$2"; shift 2 ;;
+    --compression-type=*) compression_type="${1#*=}"; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +50,7 @@ done
 if [[ -z "$warmup" ]]; then warmup=$(( records < 100000 ? records : 100000 )); fi
 [[ "$warmup" =~ ^[0-9]+$ ]] || { echo "bench: --warmup must be a non-negative integer" >&2; exit 2; }
 case "$only" in ""|gregor|kafka) ;; *) echo "bench: --only takes gregor or kafka" >&2; exit 2 ;; esac
+case "$compression_type" in none|gzip|snappy|lz4|zstd) ;; *) echo "bench: --compression-type takes none, gzip, snappy, lz4 or zstd" >&2; exit 2 ;; esac
 
 gregor_bin="${GREGOR_BIN:-$root/target/release/gregor}"
 gregor_port="${GREGOR_PORT:-19092}"
@@ -151,7 +157,7 @@ ratio() {
 stamp="$(date +%Y%m%d-%H%M%S)"
 report="$(
   echo "Gregor vs Apache Kafka 4.1.1, single node on 127.0.0.1 - $(date '+%Y-%m-%d %H:%M:%S %z')"
-  echo "records per producer run: $records x $record_size B, unthrottled; 1 topic, 1 partition; warm-up: $warmup records"
+  echo "records per producer run: $records x $record_size B, unthrottled, compression.type=$compression_type; 1 topic, 1 partition; warm-up: $warmup records"
   echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); gregor: $([[ $run_gregor -eq 1 ]] && echo "$gregor_bin (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))" || echo skipped); kafka: $([[ $run_kafka -eq 1 ]] && echo "KRaft combined, heap $kafka_heap" || echo skipped)"
   echo
   printf '%-38s %14s %14s %14s\n' "metric" "Gregor" "Kafka" "Gregor/Kafka"

@@ -1,5 +1,6 @@
 //! Errors a client can see: always one of Kafka's error codes, with an optional message.
 
+use gregor_storage::validator::{RecordError, RecordErrorsKind, ValidationError};
 use kafka_protocol::ResponseError;
 
 /// An operating error on its way to a response: Kafka's code plus an optional message.
@@ -7,6 +8,9 @@ use kafka_protocol::ResponseError;
 pub struct ApiError {
     pub code: ResponseError,
     pub message: Option<String>,
+    /// Produce's per-record errors (KIP-467 `record_errors`): which records of the batch
+    /// failed validation, and why. Empty for every other error.
+    pub record_errors: Vec<RecordError>,
 }
 
 impl ApiError {
@@ -14,6 +18,7 @@ impl ApiError {
         ApiError {
             code,
             message: None,
+            record_errors: Vec::new(),
         }
     }
 
@@ -21,6 +26,7 @@ impl ApiError {
         ApiError {
             code,
             message: Some(message.into()),
+            record_errors: Vec::new(),
         }
     }
 
@@ -59,6 +65,36 @@ impl From<gregor_storage::StorageError> for ApiError {
         if matches!(e, S::Io(_)) {
             tracing::error!(error = %e, "storage I/O error");
         }
+        ApiError::with_message(code, e.to_string())
+    }
+}
+
+/// Maps a refused batch to Kafka's codes (`ReplicaManager.appendToLocalLog`): batch-level
+/// refusals carry a message only; Kafka's `RecordValidationException` carries the records
+/// that failed as well.
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        let code = match e {
+            ValidationError::Batch(storage) => return storage.into(),
+            ValidationError::Records {
+                kind,
+                message,
+                record_errors,
+            } => {
+                let code = match kind {
+                    RecordErrorsKind::InvalidRecord => ResponseError::InvalidRecord,
+                    RecordErrorsKind::InvalidTimestamp => ResponseError::InvalidTimestamp,
+                };
+                return ApiError {
+                    code,
+                    message: Some(message),
+                    record_errors,
+                };
+            }
+            ValidationError::InflatedTooLarge { .. } => ResponseError::MessageTooLarge,
+            ValidationError::RecordListTooLarge { .. } => ResponseError::RecordListTooLarge,
+            ValidationError::InvalidTxnState => ResponseError::InvalidTxnState,
+        };
         ApiError::with_message(code, e.to_string())
     }
 }

@@ -1,12 +1,21 @@
 //! Produce (key 0): append each partition's batch on its leader, then answer per `acks`:
 //! 0 = no response, 1 = once the leader appended, -1 = once the ISR holds it (the HW passed it).
+//!
+//! Each batch is validated as Kafka's LogValidator does (`gregor_storage::validator`, run by
+//! the partition); a refusal is that partition's error code, with KIP-467's `record_errors`
+//! and `error_message` when particular records failed. Request-level rules come first, as in
+//! `KafkaApis.handleProduceRequest` and `ProduceRequest.validateRecords`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use bytes::Bytes;
+use gregor_storage::BatchHeader;
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::ResponseError;
 
@@ -28,14 +37,13 @@ enum PartitionOutcome {
 
 pub async fn handle(ctx: RequestContext, req: ProduceRequest) -> PendingResponse {
     let acks = req.acks;
-    if req.transactional_id.is_some() {
+    // Kafka refuses transactional batches outside a transactional producer's request before
+    // looking at partitions (it answers as though the transactional id were unauthorized).
+    if req.transactional_id.is_none() && has_transactional_records(&req) {
         return respond_all(
             ctx,
             req,
-            ApiError::with_message(
-                ResponseError::InvalidRequest,
-                "Transactions are not supported by this broker",
-            ),
+            ApiError::new(ResponseError::TransactionalIdAuthorizationFailed),
         );
     }
     if acks != ACKS_NONE && acks != ACKS_LEADER && acks != ACKS_ALL {
@@ -56,7 +64,9 @@ pub async fn handle(ctx: RequestContext, req: ProduceRequest) -> PendingResponse
                     ResponseError::InvalidRecord,
                     "No records",
                 )),
-                Some(records) => match rm.append(&image, &tp, records, acks) {
+                Some(records) => match check_compression(records, ctx.api_version)
+                    .and_then(|()| rm.append(&image, &tp, records, acks))
+                {
                     Ok((partition, result)) => PartitionOutcome::Appended { partition, result },
                     Err(e) => {
                         tracing::debug!(topic = %name, partition = p.index, error = %e, "produce failed");
@@ -123,6 +133,42 @@ fn error_response(index: i32, e: &ApiError) -> PartitionProduceResponse {
         .with_error_code(e.code())
         .with_base_offset(-1)
         .with_error_message(message(&e.message))
+        .with_record_errors(
+            e.record_errors
+                .iter()
+                .map(|r| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(r.batch_index)
+                        .with_batch_index_error_message(Some(str_bytes(&r.message)))
+                })
+                .collect(),
+        )
+}
+
+/// Whether any partition's first batch is transactional (Kafka's
+/// `ProduceRequest.hasTransactionalRecords`, which reads the first batch header only).
+fn has_transactional_records(req: &ProduceRequest) -> bool {
+    req.topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .filter_map(|p| p.records.as_ref())
+        .filter_map(|records| BatchHeader::parse(records).ok())
+        .any(|header| header.is_transactional())
+}
+
+/// The codec id of zstd in batch attributes.
+const ZSTD: u8 = 4;
+
+/// Zstd batches need Produce v7+ (KIP-110, Kafka's `ProduceRequest.validateRecords`).
+fn check_compression(records: &Bytes, api_version: i16) -> Result<(), ApiError> {
+    let zstd = BatchHeader::parse(records).is_ok_and(|h| h.compression() == ZSTD);
+    if zstd && api_version < 7 {
+        return Err(ApiError::with_message(
+            ResponseError::UnsupportedCompressionType,
+            format!("Produce requests with version {api_version} are not allowed to use ZStandard compression"),
+        ));
+    }
+    Ok(())
 }
 
 /// Answers every partition with the same error.

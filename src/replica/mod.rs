@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gregor_storage::validator::AppendOrigin;
 use kafka_protocol::ResponseError;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
@@ -229,7 +230,8 @@ impl ReplicaManager {
                 format!("Cannot append to internal topic {}", tp.topic),
             ));
         }
-        let result = partition.append_records_as_leader(records, acks, now_ms())?;
+        let result =
+            partition.append_records_as_leader(records, acks, AppendOrigin::Client, now_ms())?;
         self.data_arrived.notify_waiters();
         Ok((partition, result))
     }
@@ -242,7 +244,12 @@ impl ReplicaManager {
         partition: &Partition,
         records: &bytes::Bytes,
     ) -> Result<AppendResult, ApiError> {
-        let result = partition.append_records_as_leader(records, ACKS_ALL, now_ms())?;
+        let result = partition.append_records_as_leader(
+            records,
+            ACKS_ALL,
+            AppendOrigin::Coordinator,
+            now_ms(),
+        )?;
         self.data_arrived.notify_waiters();
         Ok(result)
     }
@@ -374,12 +381,10 @@ fn partition_config(
     let value = |k: &str| topic_config::value_of(k, broker, overrides);
     let number = |k: &str, default: i64| value(k).trim().parse::<i64>().unwrap_or(default);
     let mut log = log_config_from(&value);
+    let policy = |name: &str| value("cleanup.policy").split(',').any(|p| p.trim() == name);
     // Time and size retention apply only with cleanup.policy=delete (as in Kafka): a
     // compacted topic such as __consumer_offsets keeps its records until they are superseded.
-    if !value("cleanup.policy")
-        .split(',')
-        .any(|p| p.trim() == "delete")
-    {
+    if !policy("delete") {
         log.retention_ms = -1;
         log.retention_bytes = -1;
     }
@@ -389,6 +394,7 @@ fn partition_config(
         timestamp_before_max_ms: number("message.timestamp.before.max.ms", i64::MAX),
         timestamp_after_max_ms: number("message.timestamp.after.max.ms", i64::MAX),
         producer_state: broker.producer_state.clone(),
+        compacted: policy("compact"),
     }
 }
 
@@ -482,6 +488,7 @@ mod tests {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             producer_state: Default::default(),
+            compacted: false,
         };
         let partition = Arc::new(
             Partition::open(
@@ -495,7 +502,7 @@ mod tests {
             .unwrap(),
         );
         let appended = partition
-            .append_records_as_leader(&batch(b"old leader"), -1, now_ms())
+            .append_records_as_leader(&batch(b"old leader"), -1, AppendOrigin::Client, now_ms())
             .unwrap();
         assert_eq!((appended.base_offset, appended.leader_epoch), (0, 0));
         let waiter = {

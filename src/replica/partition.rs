@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bytes::Bytes;
-use gregor_storage::{BatchHeader, Log, LogConfig, TimestampType};
+use gregor_storage::validator::{self, AppendOrigin, ValidatorConfig};
+use gregor_storage::{BatchHeader, Log, LogConfig};
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -140,6 +141,23 @@ pub struct PartitionConfig {
     pub timestamp_after_max_ms: i64,
     /// Producer-state expiry and bound (broker configs).
     pub producer_state: ProducerStateConfig,
+    /// `cleanup.policy` includes `compact`: records need keys.
+    pub compacted: bool,
+}
+
+impl PartitionConfig {
+    /// What Kafka's LogValidator takes from these configs, for an append from `origin`.
+    pub fn validator(&self, origin: AppendOrigin) -> ValidatorConfig {
+        ValidatorConfig {
+            max_message_bytes: self.log.max_message_bytes,
+            segment_bytes: self.log.segment_bytes,
+            timestamp_type: self.log.timestamp_type,
+            timestamp_before_max_ms: self.timestamp_before_max_ms,
+            timestamp_after_max_ms: self.timestamp_after_max_ms,
+            compacted: self.compacted,
+            origin,
+        }
+    }
 }
 
 /// Which partition: topic name, index and topic id.
@@ -558,11 +576,14 @@ impl Partition {
         Ok(())
     }
 
-    /// Appends one client batch as leader (Kafka's `appendRecordsToLeader`).
+    /// Appends one batch as leader (Kafka's `appendRecordsToLeader`): validated record by
+    /// record as Kafka's LogValidator does, de-duplicated by producer state, then given
+    /// offsets and appended.
     pub fn append_records_as_leader(
         &self,
         records: &Bytes,
         required_acks: i16,
+        origin: AppendOrigin,
         now_ms: i64,
     ) -> Result<AppendResult, ApiError> {
         let mut s = self.state.lock();
@@ -575,7 +596,7 @@ impl Partition {
             ));
         }
         let header = single_batch_header(records)?;
-        check_timestamps(&header, &s.config, now_ms)?;
+        let validated = validator::validate(records, &s.config.validator(origin), now_ms)?;
         match s.producers.check(&header)? {
             SequenceCheck::Duplicate(dup) => {
                 return Ok(AppendResult {
@@ -588,7 +609,10 @@ impl Partition {
             }
             SequenceCheck::Append => {}
         }
+        // No transaction is ever ongoing until transactions exist.
+        validator::verify_transaction_state(&header, origin, false)?;
         let mut bytes = records.to_vec();
+        validated.apply(&mut bytes);
         let leader_epoch = s.leader_epoch;
         let info = s.log.append_as_leader(&mut bytes, leader_epoch, now_ms)?;
         record_appended(&mut s, &info.batches);
@@ -843,35 +867,6 @@ fn current_epoch_start_offset(s: &PartitionState) -> i64 {
 /// The leader epoch in which `offset` was written, from the epoch cache.
 fn epoch_for_offset(log: &Log, offset: i64) -> Option<i32> {
     log.leader_epoch_cache().epoch_for_offset(offset)
-}
-
-/// Kafka's timestamp bounds for CreateTime batches (`message.timestamp.before.max.ms` and
-/// `.after.max.ms`); LogAppendTime topics overwrite the timestamp instead.
-fn check_timestamps(
-    batch: &BatchHeader,
-    config: &PartitionConfig,
-    now_ms: i64,
-) -> Result<(), ApiError> {
-    if config.log.timestamp_type == TimestampType::LogAppendTime {
-        return Ok(());
-    }
-    for ts in [batch.base_timestamp, batch.max_timestamp] {
-        if ts < 0 {
-            continue;
-        }
-        if ts > now_ms.saturating_add(config.timestamp_after_max_ms)
-            || ts < now_ms.saturating_sub(config.timestamp_before_max_ms)
-        {
-            return Err(ApiError::with_message(
-                ResponseError::InvalidTimestamp,
-                format!(
-                    "Timestamp {ts} of a record is out of range: it must be within [{}, {}] ms of the broker's time",
-                    -config.timestamp_before_max_ms, config.timestamp_after_max_ms
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Produce v3+ carries exactly one v2 batch per partition (Kafka rejects anything else).

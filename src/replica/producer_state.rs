@@ -672,6 +672,7 @@ mod tests {
                 expiration_ms: 3_600_000,
                 ..ProducerStateConfig::default()
             },
+            compacted: false,
         }
     }
 
@@ -702,6 +703,7 @@ mod tests {
                     .append_records_as_leader(
                         &idempotent_batch(pid, round * 2, 2, 1_000),
                         -1,
+                        gregor_storage::AppendOrigin::Client,
                         2_000,
                     )
                     .unwrap();
@@ -710,7 +712,12 @@ mod tests {
         }
         for seq in 0..200 {
             let result = partition
-                .append_records_as_leader(&idempotent_batch(PRODUCERS, seq, 1, 1_500), -1, 2_000)
+                .append_records_as_leader(
+                    &idempotent_batch(PRODUCERS, seq, 1, 1_500),
+                    -1,
+                    gregor_storage::AppendOrigin::Client,
+                    2_000,
+                )
                 .unwrap();
             sent.push((PRODUCERS, seq, result.base_offset));
         }
@@ -789,6 +796,7 @@ mod tests {
                     .append_records_as_leader(
                         &idempotent_batch(*pid, *seq, records, 1_000),
                         -1,
+                        gregor_storage::AppendOrigin::Client,
                         3_000,
                     )
                     .unwrap();
@@ -857,12 +865,22 @@ mod tests {
         // The retry of the last batch below the cut is a duplicate; the one above is new.
         let (pid, seq, offset) = sent[sent.len() - 101];
         let result = partition
-            .append_records_as_leader(&idempotent_batch(pid, seq, 1, 1_500), -1, 3_000)
+            .append_records_as_leader(
+                &idempotent_batch(pid, seq, 1, 1_500),
+                -1,
+                gregor_storage::AppendOrigin::Client,
+                3_000,
+            )
             .unwrap();
         assert_eq!(result.base_offset, offset);
         let (pid, seq, _) = sent[sent.len() - 100];
         let result = partition
-            .append_records_as_leader(&idempotent_batch(pid, seq, 1, 1_500), -1, 3_000)
+            .append_records_as_leader(
+                &idempotent_batch(pid, seq, 1, 1_500),
+                -1,
+                gregor_storage::AppendOrigin::Client,
+                3_000,
+            )
             .unwrap();
         assert_eq!(result.base_offset, cut, "appended again at the cut");
     }

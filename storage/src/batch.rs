@@ -24,6 +24,7 @@
 
 use std::ops::Range;
 
+use crate::config::TimestampType;
 use crate::error::StorageError;
 
 /// Size of the v2 batch header: the smallest possible batch.
@@ -256,21 +257,32 @@ pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
         .copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Marks the batch as LogAppendTime with `max_timestamp = append_time_ms` and recomputes the
-/// CRC, both being covered by it (Kafka's `DefaultRecordBatch.setMaxTimestamp`). Leaves the
-/// bytes untouched when they already say exactly that.
-pub(crate) fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
+/// Sets the batch's timestamp type and `max_timestamp` and recomputes the CRC, both being
+/// covered by it (Kafka's `DefaultRecordBatch.setMaxTimestamp`). Leaves the bytes untouched
+/// when they already say exactly that.
+pub(crate) fn set_max_timestamp(
+    batch: &mut [u8],
+    timestamp_type: TimestampType,
+    max_timestamp: i64,
+) {
     let attributes = i16_at(batch, ATTRIBUTES_OFFSET);
-    let max_timestamp = i64_at(batch, MAX_TIMESTAMP_OFFSET);
-    if attributes & TIMESTAMP_TYPE_MASK != 0 && max_timestamp == append_time_ms {
+    let new_attributes = match timestamp_type {
+        TimestampType::LogAppendTime => attributes | TIMESTAMP_TYPE_MASK,
+        TimestampType::CreateTime => attributes & !TIMESTAMP_TYPE_MASK,
+    };
+    if new_attributes == attributes && i64_at(batch, MAX_TIMESTAMP_OFFSET) == max_timestamp {
         return;
     }
-    let attributes = attributes | TIMESTAMP_TYPE_MASK;
-    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&new_attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
-        .copy_from_slice(&append_time_ms.to_be_bytes());
+        .copy_from_slice(&max_timestamp.to_be_bytes());
     let crc = compute_crc(batch);
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Marks the batch as LogAppendTime with `max_timestamp = append_time_ms`.
+pub(crate) fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
+    set_max_timestamp(batch, TimestampType::LogAppendTime, append_time_ms);
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes from `buf[*at..]`.

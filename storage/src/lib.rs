@@ -15,6 +15,7 @@
 //!   recovery; `retention`: deleting old segments and moving the log start offset.
 //! - `checkpoint`: atomic small files.
 //! - [`producer_snapshot`]: Kafka's producer-state snapshot files.
+//! - [`validator`]: Kafka's LogValidator for leader appends, compressed batches included.
 
 pub mod batch;
 mod checkpoint;
@@ -28,6 +29,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod time_index;
+pub mod validator;
 
 #[cfg(test)]
 mod test_util;
@@ -38,3 +40,4 @@ pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::StorageError;
 pub use log::{FetchDataInfo, Log, LogAppendInfo};
 pub use producer_snapshot::ProducerSnapshotEntry;
+pub use validator::{AppendOrigin, ValidatedBatch, ValidationError, ValidatorConfig};

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{kafka_ok, kafka_ok_at, kafka_tool, kafka_tool_at, Node, CURRENT_CLI, OLDER_CLI};
+use crate::harness::{
+    kafka_ok, kafka_ok_at, kafka_tool, kafka_tool_at, Node, CURRENT_CLI, OLDER_CLI,
+};
 
 fn describe(cli: &str, node: &Node, topic: &str) -> String {
     kafka_ok_at(
