@@ -222,7 +222,7 @@ impl BrokerConfig {
             node_id: p.int("node.id", 1)?,
             listeners,
             advertised_listeners,
-            log_dir: PathBuf::from(log_dir),
+            log_dir,
             num_partitions: p.int("num.partitions", 1)?,
             default_replication_factor: p.int("default.replication.factor", 1)?,
             auto_create_topics_enable: p.bool("auto.create.topics.enable", true)?,
