@@ -122,6 +122,7 @@ listeners=PLAINTEXT://127.0.0.1:$gregor_port
 advertised.listeners=PLAINTEXT://127.0.0.1:$gregor_port
 log.dirs=$dir
 num.partitions=1
+offsets.topic.replication.factor=1
 group.initial.rebalance.delay.ms=0
 EOF
   if [[ -n "${GREGOR_EXTRA_CONFIG:-}" ]]; then cat "$GREGOR_EXTRA_CONFIG" >>"$conf"; fi

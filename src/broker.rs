@@ -454,7 +454,7 @@ fn resolve_voters(config: &BrokerConfig) -> anyhow::Result<BTreeMap<i32, SocketA
 fn check_meta_properties(config: &BrokerConfig) -> anyhow::Result<()> {
     let path = config.log_dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let props = BrokerConfig::parse_properties(&text);
+        let props = BrokerConfig::parse_properties(&text)?;
         if let Some(id) = props.get("node.id") {
             if id.parse::<i32>().ok() != Some(config.node_id) {
                 anyhow::bail!(

@@ -79,7 +79,8 @@ pub struct BrokerConfig {
     pub listeners: Vec<Listener>,
     /// `advertised.listeners`: what Metadata tells clients (defaults to `listeners`).
     pub advertised_listeners: Vec<Listener>,
-    /// `log.dirs` (or `log.dir`): the first entry holds partition logs and node metadata.
+    /// `log.dirs` (or `log.dir`): the one directory that holds partition logs and node
+    /// metadata (several are refused at start).
     pub log_dir: PathBuf,
     /// `num.partitions`: partitions of an auto-created topic or CreateTopics with -1.
     pub num_partitions: i32,
@@ -145,8 +146,8 @@ pub struct GroupCoordinatorConfig {
     pub initial_rebalance_delay_ms: i64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
-    /// `offsets.topic.replication.factor`: its replication factor, capped to the live
-    /// brokers when fewer are registered.
+    /// `offsets.topic.replication.factor`: its replication factor. The topic is created at
+    /// exactly this factor, so not before that many brokers are alive (Kafka's rule).
     pub offsets_topic_replication_factor: i16,
     /// `offsets.topic.segment.bytes`: its segment size.
     pub offsets_topic_segment_bytes: i64,
@@ -163,22 +164,10 @@ pub struct GroupCoordinatorConfig {
 }
 
 impl BrokerConfig {
-    /// Parses a Java-properties text (`key=value` or `key: value`, `#`/`!` comments).
-    pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
-        let mut props = BTreeMap::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let split = line.find(['=', ':']);
-            let (k, v) = match split {
-                Some(i) => (&line[..i], &line[i + 1..]),
-                None => (line, ""),
-            };
-            props.insert(k.trim().to_string(), v.trim().to_string());
-        }
-        props
+    /// Parses a Java-properties text as `java.util.Properties.load` does (see
+    /// `crate::properties`).
+    pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+        crate::properties::parse_properties(text).map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     pub fn load(
@@ -191,7 +180,8 @@ impl BrokerConfig {
                     path: path.to_path_buf(),
                     source,
                 })?;
-                Self::parse_properties(&text)
+                crate::properties::parse_properties(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
             }
             None => BTreeMap::new(),
         };
@@ -213,6 +203,13 @@ impl BrokerConfig {
         if listeners.is_empty() {
             return Err(ConfigError::Invalid("listeners is empty".into()));
         }
+        let controller_listener_names: Vec<String> = p
+            .str("controller.listener.names")
+            .unwrap_or("CONTROLLER")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         let advertised_listeners = match p.str("advertised.listeners") {
             Some(s) => s
                 .split(',')
@@ -221,17 +218,21 @@ impl BrokerConfig {
                 .collect::<Result<_, _>>()?,
             None => listeners.clone(),
         };
-        let log_dir = p
-            .str("log.dirs")
-            .or(p.str("log.dir"))
-            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "/tmp/gregor-logs".to_string());
+        let protocols = security_protocol_map(&p, &listeners, &controller_listener_names)?;
+        for (key, list) in [
+            ("listeners", &listeners),
+            ("advertised.listeners", &advertised_listeners),
+        ] {
+            for l in list.iter() {
+                check_plaintext(key, l, &protocols)?;
+            }
+        }
+        let log_dir = single_log_dir(&p)?;
         let config = BrokerConfig {
             node_id: p.int("node.id", 1)?,
             listeners,
             advertised_listeners,
-            log_dir: PathBuf::from(log_dir),
+            log_dir,
             num_partitions: p.int("num.partitions", 1)?,
             default_replication_factor: p.int("default.replication.factor", 1)?,
             auto_create_topics_enable: p.bool("auto.create.topics.enable", true)?,
@@ -244,13 +245,7 @@ impl BrokerConfig {
             cluster_id: p.str("cluster.id").map(str::to_string),
             rack: p.str("broker.rack").or(p.str("rack")).map(str::to_string),
             quorum_voters: parse_voters(p.str("controller.quorum.voters").unwrap_or(""))?,
-            controller_listener_names: p
-                .str("controller.listener.names")
-                .unwrap_or("CONTROLLER")
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            controller_listener_names,
             broker_heartbeat_interval_ms: p.int("broker.heartbeat.interval.ms", 2_000)?,
             broker_session_timeout_ms: p.int("broker.session.timeout.ms", 9_000)?,
             quorum_election_timeout_ms: p.int("controller.quorum.election.timeout.ms", 1_000)?,
@@ -388,6 +383,110 @@ impl BrokerConfig {
     }
 }
 
+/// `log.dirs` (else `log.dir`): Gregor keeps partition logs and node metadata in one
+/// directory, so a list of several is refused rather than silently using the first (Kafka's
+/// JBOD spreads partitions over them; Gregor does not).
+fn single_log_dir(p: &Props) -> Result<PathBuf, ConfigError> {
+    let (key, value) = match (p.str("log.dirs"), p.str("log.dir")) {
+        (Some(v), _) => ("log.dirs", v),
+        (None, Some(v)) => ("log.dir", v),
+        (None, None) => return Ok(PathBuf::from("/tmp/gregor-logs")),
+    };
+    let dirs: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    match dirs.as_slice() {
+        [] => Err(ConfigError::Invalid(format!(
+            "{key} is empty: at least one log directory must be defined via log.dirs or log.dir"
+        ))),
+        [dir] => Ok(PathBuf::from(dir)),
+        _ => Err(ConfigError::Invalid(format!(
+            "{key} lists {} directories ({}): Gregor supports a single log directory (JBOD is not implemented)",
+            dirs.len(),
+            dirs.join(", ")
+        ))),
+    }
+}
+
+/// The security protocols Kafka defines (`SecurityProtocol`); Gregor serves PLAINTEXT only.
+const SECURITY_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+const PLAINTEXT: &str = "PLAINTEXT";
+
+/// `listener.security.protocol.map` as Kafka's `effectiveListenerSecurityProtocolMap`
+/// builds it: listener name (upper case) -> security protocol. Unset, each protocol's own
+/// name maps to it, and the controller listeners map to PLAINTEXT unless some listener or
+/// controller listener name is SSL or SASL_*.
+fn security_protocol_map(
+    p: &Props,
+    listeners: &[Listener],
+    controller_listener_names: &[String],
+) -> Result<BTreeMap<String, &'static str>, ConfigError> {
+    const KEY: &str = "listener.security.protocol.map";
+    let protocol = |name: &str| {
+        SECURITY_PROTOCOLS
+            .iter()
+            .find(|sp| sp.eq_ignore_ascii_case(name))
+            .copied()
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "Invalid security protocol `{name}` defined in {KEY}"
+                ))
+            })
+    };
+    let mut map = BTreeMap::new();
+    match p.str(KEY) {
+        Some(spec) => {
+            for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (name, sp) = entry.rsplit_once(':').ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "{KEY} entry `{entry}` is not in the LISTENER_NAME:SECURITY_PROTOCOL format"
+                    ))
+                })?;
+                map.insert(name.trim().to_ascii_uppercase(), protocol(sp.trim())?);
+            }
+        }
+        None => {
+            for sp in SECURITY_PROTOCOLS {
+                map.insert(sp.to_string(), sp);
+            }
+            let secure = |name: &str| SECURITY_PROTOCOLS[1..].contains(&name);
+            let uses_secure = controller_listener_names.iter().any(|n| secure(n))
+                || listeners
+                    .iter()
+                    .any(|l| secure(&l.name.to_ascii_uppercase()));
+            if !uses_secure {
+                for name in controller_listener_names {
+                    map.entry(name.to_ascii_uppercase()).or_insert(PLAINTEXT);
+                }
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Refuses a listener whose security protocol is not PLAINTEXT: serving an SSL or SASL
+/// listener as plaintext would hand clients an unencrypted, unauthenticated port they
+/// believe is secured.
+fn check_plaintext(
+    key: &str,
+    l: &Listener,
+    protocols: &BTreeMap<String, &'static str>,
+) -> Result<(), ConfigError> {
+    let name = l.name.to_ascii_uppercase();
+    match protocols.get(&name) {
+        None => Err(ConfigError::Invalid(format!(
+            "No security protocol defined for listener {name} in {key} (listener.security.protocol.map)"
+        ))),
+        Some(&PLAINTEXT) => Ok(()),
+        Some(sp) => Err(ConfigError::Invalid(format!(
+            "{key}: listener {name}://{}:{} uses security protocol {sp}, which Gregor does not implement; only PLAINTEXT listeners are supported",
+            l.host, l.port
+        ))),
+    }
+}
+
 /// Parses `controller.quorum.voters`: `1@host1:9093,2@host2:9093`.
 fn parse_voters(spec: &str) -> Result<BTreeMap<i32, (String, u16)>, ConfigError> {
     let mut voters = BTreeMap::new();
@@ -469,10 +568,25 @@ pub fn log_config_from(values: &impl Fn(&str) -> String) -> LogConfig {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> BTreeMap<String, String> {
+        BrokerConfig::parse_properties(text).unwrap()
+    }
+
+    fn config(text: &str) -> Result<BrokerConfig, ConfigError> {
+        BrokerConfig::from_props(parse(text))
+    }
+
+    fn refusal(text: &str) -> String {
+        match config(text) {
+            Ok(_) => panic!("{text:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn parses_properties_and_listeners() {
-        let props = BrokerConfig::parse_properties(
-            "# comment\nnode.id=3\nlisteners=PLAINTEXT://127.0.0.1:9095,CONTROLLER://127.0.0.1:9195\nlog.dirs = /d1,/d2\nnum.partitions: 4\n",
+        let props = parse(
+            "# comment\nnode.id=3\nlisteners=PLAINTEXT://127.0.0.1:9095,CONTROLLER://127.0.0.1:9195\nlog.dirs = /d1\nnum.partitions: 4\n",
         );
         let c = BrokerConfig::from_props(props).unwrap();
         assert_eq!(c.node_id, 3);
@@ -492,7 +606,7 @@ mod tests {
 
     #[test]
     fn parses_quorum_voters_and_controller_listener() {
-        let props = BrokerConfig::parse_properties(
+        let props = parse(
             "node.id=2\nlisteners=PLAINTEXT://127.0.0.1:9093,CONTROLLER://127.0.0.1:9193\ncontroller.quorum.voters=1@127.0.0.1:9192,2@127.0.0.1:9193,3@127.0.0.1:9194\n",
         );
         let c = BrokerConfig::from_props(props).unwrap();
@@ -501,22 +615,111 @@ mod tests {
         assert_eq!(c.controller_listener().unwrap().port, 9193);
         assert_eq!(c.advertised().port, 9093);
         // A voter of a multi-node quorum must have a controller listener and be a voter.
-        let props =
-            BrokerConfig::parse_properties("node.id=2\ncontroller.quorum.voters=1@h:1,2@h:2\n");
+        let props = parse("node.id=2\ncontroller.quorum.voters=1@h:1,2@h:2\n");
         assert!(BrokerConfig::from_props(props).is_err());
-        let props = BrokerConfig::parse_properties(
+        let props = parse(
             "node.id=9\nlisteners=PLAINTEXT://h:1,CONTROLLER://h:2\ncontroller.quorum.voters=1@h:1,2@h:2\n",
         );
         assert!(BrokerConfig::from_props(props).is_err());
-        let props = BrokerConfig::parse_properties("controller.quorum.voters=1@nohost\n");
+        let props = parse("controller.quorum.voters=1@nohost\n");
         assert!(BrokerConfig::from_props(props).is_err());
     }
 
     #[test]
     fn rejects_bad_values() {
-        let props = BrokerConfig::parse_properties("node.id=x\n");
+        let props = parse("node.id=x\n");
         assert!(BrokerConfig::from_props(props).is_err());
-        let props = BrokerConfig::parse_properties("listeners=nonsense\n");
+        let props = parse("listeners=nonsense\n");
         assert!(BrokerConfig::from_props(props).is_err());
+    }
+
+    #[test]
+    fn listeners_that_are_not_plaintext_are_refused() {
+        // By name, with Kafka's default listener.security.protocol.map.
+        for sp in ["SSL", "SASL_PLAINTEXT", "SASL_SSL", "ssl"] {
+            let e = refusal(&format!("listeners=PLAINTEXT://h:1,{sp}://h:2\n"));
+            assert!(
+                e.contains(&format!("uses security protocol {}", sp.to_uppercase()))
+                    && e.contains("only PLAINTEXT"),
+                "{e}"
+            );
+        }
+        // Through the map: a name mapped to SSL is refused, one mapped to PLAINTEXT served.
+        let e = refusal(
+            "listeners=PLAINTEXT://h:1,SECURE://h:2\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SSL\n",
+        );
+        assert!(
+            e.contains("listener SECURE://h:2 uses security protocol SSL"),
+            "{e}"
+        );
+        let c = config(
+            "listeners=INTERNAL://h:1,CTL://h:2\ncontroller.listener.names=CTL\nlistener.security.protocol.map=INTERNAL:PLAINTEXT,CTL:plaintext\n",
+        )
+        .unwrap();
+        assert_eq!(c.client_listener().unwrap().name, "INTERNAL");
+        // An advertised listener is held to the same rule.
+        let e = refusal("listeners=PLAINTEXT://h:1\nadvertised.listeners=SSL://h:1\n");
+        assert!(e.contains("advertised.listeners"), "{e}");
+        // A name the map does not know, and a protocol Kafka does not define.
+        let e = refusal("listeners=FOO://h:1\n");
+        assert!(
+            e.contains("No security protocol defined for listener FOO"),
+            "{e}"
+        );
+        let e = refusal("listeners=A://h:1\nlistener.security.protocol.map=A:TLS\n");
+        assert!(e.contains("Invalid security protocol `TLS`"), "{e}");
+        let e = refusal("listeners=A://h:1\nlistener.security.protocol.map=A\n");
+        assert!(
+            e.contains("not in the LISTENER_NAME:SECURITY_PROTOCOL format"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn controller_listeners_default_to_plaintext_as_in_kafka() {
+        // Unset map: the controller listener names map to PLAINTEXT...
+        let c = config("listeners=PLAINTEXT://h:1,CONTROLLER://h:2\n").unwrap();
+        assert_eq!(c.controller_listener().unwrap().port, 2);
+        // ...unless an SSL or SASL listener is in use; then SSL is refused anyway.
+        assert!(refusal("listeners=SSL://h:1,CONTROLLER://h:2\n").contains("SSL"));
+        // An explicit map must name the controller listener.
+        let e = refusal(
+            "listeners=PLAINTEXT://h:1,CONTROLLER://h:2\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT\n",
+        );
+        assert!(
+            e.contains("No security protocol defined for listener CONTROLLER"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_log_directory_only() {
+        let e = refusal("log.dirs=/d1,/d2\n");
+        assert!(
+            e.contains("log.dirs lists 2 directories (/d1, /d2)") && e.contains("JBOD"),
+            "{e}"
+        );
+        assert!(refusal("log.dir=/a, /b\n").contains("log.dir lists 2"));
+        assert!(refusal("log.dirs= , \n").contains("log.dirs is empty"));
+        // log.dirs wins over log.dir, as in Kafka; a trailing comma is no second entry.
+        let c = config("log.dirs=/x,\nlog.dir=/a,/b\n").unwrap();
+        assert_eq!(c.log_dir, PathBuf::from("/x"));
+        assert_eq!(
+            config("").unwrap().log_dir,
+            PathBuf::from("/tmp/gregor-logs")
+        );
+    }
+
+    #[test]
+    fn properties_files_are_read_as_java_reads_them() {
+        let c = config(
+            "node.id : 7\nlisteners PLAINTEXT://127.0.0.1:9\\\n    095\nnum.partitions\t=\t5\nbroker.rack=r\\u00e9\\\\1\n",
+        )
+        .unwrap();
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.client_listener().unwrap().port, 9095);
+        assert_eq!(c.num_partitions, 5);
+        assert_eq!(c.rack.as_deref(), Some("ré\\1"));
+        assert!(BrokerConfig::parse_properties("a=\\u00zz").is_err());
     }
 }

@@ -12,4 +12,5 @@ pub mod handlers;
 pub mod lease;
 pub mod metadata;
 pub mod net;
+pub mod properties;
 pub mod replica;

@@ -1,8 +1,12 @@
 //! FindCoordinator (key 10): a group's coordinator is the leader of its partition of
 //! `__consumer_offsets` (v0-3 one key, v4+ a batch of keys). The first request for a group
 //! creates the topic through the controller and answers COORDINATOR_NOT_AVAILABLE, so the
-//! client retries once the partitions have leaders, as with Kafka. Transactions and share
-//! groups are not coordinated here.
+//! client retries once the partitions have leaders, as with Kafka. The topic is created at
+//! `offsets.topic.replication.factor` or not at all: while fewer brokers are alive the
+//! controller refuses it (INVALID_REPLICATION_FACTOR) and every FindCoordinator answers
+//! COORDINATOR_NOT_AVAILABLE, as Kafka's `AutoTopicCreationManager` does; a topic created
+//! smaller would stay under-replicated for good. Transactions and share groups are not
+//! coordinated here.
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -100,11 +104,17 @@ fn start_offsets_topic_creation(ctx: &RequestContext) {
 
 async fn create_offsets_topic(broker: &Broker) {
     let config = broker.group_coordinator.config().clone();
-    let live = broker.image().live_brokers().count().max(1);
-    // Kafka's replication factor, capped so that a cluster smaller than it still works.
-    let replication_factor = config
-        .offsets_topic_replication_factor
-        .min(live.min(i16::MAX as usize) as i16);
+    let replication_factor = config.offsets_topic_replication_factor;
+    let live = broker.image().live_brokers().count();
+    if live < replication_factor.max(0) as usize {
+        // The controller would refuse it; spare it the request a client retry would repeat.
+        tracing::debug!(
+            live,
+            replication_factor,
+            "not creating {OFFSETS_TOPIC} until offsets.topic.replication.factor brokers are alive"
+        );
+        return;
+    }
     let configs = [
         ("cleanup.policy".to_string(), "compact".to_string()),
         (
@@ -165,6 +175,14 @@ async fn create_offsets_topic(broker: &Broker) {
     match error {
         None => tracing::info!("created {OFFSETS_TOPIC}"),
         Some((ResponseError::TopicAlreadyExists, _)) => {}
+        Some((ResponseError::InvalidReplicationFactor, message)) => {
+            // Fewer live brokers than offsets.topic.replication.factor, as the controller
+            // counts them: clients keep getting COORDINATOR_NOT_AVAILABLE meanwhile.
+            tracing::info!(
+                message,
+                "cannot create {OFFSETS_TOPIC} yet; a later FindCoordinator retries"
+            )
+        }
         Some((code, message)) => {
             tracing::warn!(error = %code, message, "cannot create {OFFSETS_TOPIC}; a later FindCoordinator retries")
         }

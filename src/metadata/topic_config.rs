@@ -401,7 +401,7 @@ mod tests {
     use super::*;
 
     fn broker(props: &str) -> BrokerConfig {
-        BrokerConfig::from_props(BrokerConfig::parse_properties(props)).unwrap()
+        BrokerConfig::from_props(BrokerConfig::parse_properties(props).unwrap()).unwrap()
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Node {
 
     fn configure(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Node {
         let mut props = format!(
-            "node.id=1\nlisteners=PLAINTEXT://127.0.0.1:{port}\nadvertised.listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={}\nnum.partitions=1\n",
+            "node.id=1\nlisteners=PLAINTEXT://127.0.0.1:{port}\nadvertised.listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={}\nnum.partitions=1\noffsets.topic.replication.factor=1\n",
             dir.join("data").display()
         );
         for (k, v) in extra {

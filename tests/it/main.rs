@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod cluster;
 mod crash;
+mod follower_out_of_range;
 mod group_rebalance;
 mod groups;
 mod harness;
