@@ -9,7 +9,7 @@ PROFILE ?= checked
 CARGO_FLAGS ?= --profile $(PROFILE) --locked
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: all build deps cluster test lint unit it bench jepsen clean
+.PHONY: all build deps cluster test lint unit it bench jepsen clean fuzz fuzz-long
 
 all: build
 
@@ -37,6 +37,15 @@ lint:
 test: deps lint
 	$(CARGO) test $(CARGO_FLAGS) --workspace
 	cd jepsen/porcupine && $(GO) test ./...
+	$(MAKE) fuzz
+
+# Coverage-guided fuzzing (docs/testing.md): each fuzz/ target for FUZZ_SECONDS, from the
+# committed seeds; a crash fails. `make fuzz-long FUZZ_SECONDS=3600` for a longer run.
+fuzz:
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),25) scripts/fuzz.sh
+
+fuzz-long:
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),600) scripts/fuzz.sh
 
 # Fault-injection runs against a three-node cluster (see docs/jepsen.md). JEPSEN_ARGS adds or
 # overrides options, e.g. JEPSEN_ARGS="--time-limit 300 --nemesis partition".

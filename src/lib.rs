@@ -6,6 +6,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod embedded;
 pub mod error;
 pub mod group;
 pub mod handlers;

@@ -16,10 +16,13 @@
 //! - `network`: the client side of the transport (one reused connection per peer).
 //! - `server`: the server side of the transport ([`serve_rpc`], frame dispatch).
 //! - `quorum`: [`MetadataQuorum`], the handle the broker holds.
+//! - `fuzzing`: the decoders of `wire` and `codec` for the fuzz targets (`fuzz/`).
 
 mod codec;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod log_store;
 mod network;
 mod quorum;
