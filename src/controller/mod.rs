@@ -1,11 +1,11 @@
 //! The active controller, in the shape of Kafka's `QuorumController`: a thin write path that
 //! delegates every decision to one control manager per concern.
 //!
-//! - [`cluster_control`]: broker registration, heartbeats, fencing, liveness.
-//! - [`replication_control`]: topics, partitions, ISR changes, elections.
-//! - [`config_control`]: IncrementalAlterConfigs.
-//! - [`producer_id_control`]: producer-id blocks.
-//! - [`limits`]: the bounds every operation is held to.
+//! - `cluster_control`: broker registration, heartbeats, fencing, liveness.
+//! - `replication_control`: topics, partitions, ISR changes, elections.
+//! - `config_control`: IncrementalAlterConfigs.
+//! - `producer_id_control`: producer-id blocks.
+//! - `limits`: the bounds every operation is held to.
 //!
 //! The Raft leader is the active controller and the only writer. Every mutation follows one
 //! flow: [`Controller::begin_write`] (the write lock, then a read barrier, so the image holds

@@ -53,6 +53,9 @@ pub struct NewPartitions {
 
 type PerTopic<T> = Vec<(String, Result<T, ApiError>)>;
 
+/// ElectLeaders' answer: an outcome per (topic, partition).
+pub type ElectionResults = Vec<((String, i32), Result<(), ApiError>)>;
+
 pub struct ReplicationControlManager {
     config: Arc<BrokerConfig>,
 }
@@ -465,7 +468,7 @@ impl ReplicationControlManager {
         image: &MetadataImage,
         unclean: bool,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Result<ControllerResult<Vec<((String, i32), Result<(), ApiError>)>>, ApiError> {
+    ) -> Result<ControllerResult<ElectionResults>, ApiError> {
         let live: BTreeSet<i32> = image.live_brokers().map(|b| b.broker_id).collect();
         let mut records = BoundedRecords::new();
         let mut results = Vec::new();
