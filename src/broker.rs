@@ -389,7 +389,7 @@ impl Broker {
         if block.0 >= block.1 {
             let (first, size) = if self.controller.is_active() {
                 self.controller
-                    .allocate_producer_ids(self.config.node_id)
+                    .allocate_producer_ids(self.config.node_id, self.broker_epoch())
                     .await?
             } else {
                 let request = AllocateProducerIdsRequest::default()

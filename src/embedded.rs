@@ -39,7 +39,7 @@ impl EmbeddedBroker {
              group.initial.rebalance.delay.ms=0\n\
              controller.quorum.election.timeout.ms=150\n\
              broker.heartbeat.interval.ms=100\n",
-        );
+        )?;
         props.insert("log.dirs".into(), data_dir.display().to_string());
         for (k, v) in overrides {
             props.insert((*k).to_string(), (*v).to_string());

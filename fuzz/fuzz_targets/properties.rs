@@ -11,7 +11,9 @@ static ALLOC: gregor_fuzz::BoundedAlloc = gregor_fuzz::BoundedAlloc;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let props = BrokerConfig::parse_properties(&text);
+    let Ok(props) = BrokerConfig::parse_properties(&text) else {
+        return;
+    };
     if let Ok(config) = BrokerConfig::from_props(props) {
         // What start-up reads from a validated configuration.
         let _ = config.advertised();

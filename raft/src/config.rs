@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::error::QuorumError;
 use crate::types::NodeId;
-use crate::wire::RPC_FRAME_BYTES_MAX;
+use crate::wire::{APPEND_ENTRIES_MAX, RPC_FRAME_BYTES_MAX};
 
 /// Static configuration of one voter.
 ///
@@ -118,6 +118,8 @@ impl QuorumConfig {
             max_in_snapshot_log_to_keep: 0,
             // Chunks well under the frame bound.
             snapshot_max_chunk_size: (RPC_FRAME_BYTES_MAX / 16) as u64,
+            // Any AppendEntries, even of the largest entries, fits one frame.
+            max_payload_entries: APPEND_ENTRIES_MAX,
             ..Default::default()
         };
         config

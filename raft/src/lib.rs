@@ -38,4 +38,4 @@ pub use quorum::{LocalLogInfo, MetadataQuorum, QuorumInfo, ReplicaProgress};
 pub use server::serve_rpc;
 pub use state_machine::StateMachine;
 pub use types::{AppliedIndex, EntryBytes, NodeId, TypeConfig};
-pub use wire::{ENTRY_BYTES_MAX, RAFT_RPC_API_KEY, RPC_FRAME_BYTES_MAX};
+pub use wire::{APPEND_ENTRIES_MAX, ENTRY_BYTES_MAX, RAFT_RPC_API_KEY, RPC_FRAME_BYTES_MAX};

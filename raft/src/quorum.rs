@@ -215,6 +215,54 @@ impl MetadataQuorum {
     /// # Panics
     /// If `entries` is empty.
     pub async fn propose(&self, entries: Vec<Vec<u8>>) -> Result<u64, QuorumError> {
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        tokio::time::timeout(timeout, self.write_entries(entries))
+            .await
+            .map_err(|_| {
+                QuorumError::Unavailable(format!(
+                    "entries not committed within {} ms",
+                    self.config.request_timeout_ms
+                ))
+            })?
+    }
+
+    /// Like [`propose`](Self::propose), but without a time bound: resolves only once the
+    /// entries' fate is known to this node. Ok once all are committed and applied here;
+    /// NotLeader as soon as this node steps down (then a prefix may still commit under the
+    /// next leader, which applies it before its read barrier returns). A writer that must
+    /// not overlap an unresolved proposal (the active controller) holds its lock across
+    /// this call.
+    ///
+    /// # Panics
+    /// If `entries` is empty.
+    pub async fn propose_until_resolved(&self, entries: Vec<Vec<u8>>) -> Result<u64, QuorumError> {
+        let mut metrics = self.metrics.clone();
+        let me = self.config.node_id;
+        {
+            let now = metrics.borrow_and_update();
+            if now.state != ServerState::Leader || now.current_leader != Some(me) {
+                return Err(QuorumError::NotLeader {
+                    leader: now.current_leader,
+                });
+            }
+        }
+        // Only a step-down ends the wait early: re-elected in a later term, this node still
+        // commits (or learns the fate of) what it proposed. Once it is a follower, whatever
+        // of it commits is applied by the next leader before that leader's first write.
+        let deposed = async {
+            match metrics.wait_for(|m| m.state != ServerState::Leader).await {
+                Ok(now) => now.current_leader.filter(|leader| *leader != me),
+                Err(_) => None,
+            }
+        };
+        tokio::select! {
+            result = self.write_entries(entries) => result,
+            leader = deposed => Err(QuorumError::NotLeader { leader }),
+        }
+    }
+
+    /// Submits `entries` and waits until each is committed and applied, without a bound.
+    async fn write_entries(&self, entries: Vec<Vec<u8>>) -> Result<u64, QuorumError> {
         assert!(!entries.is_empty(), "propose needs at least one entry");
         if let Some(entry) = entries.iter().find(|entry| entry.len() > ENTRY_BYTES_MAX) {
             return Err(QuorumError::EntryTooLarge {
@@ -222,42 +270,33 @@ impl MetadataQuorum {
                 max_bytes: ENTRY_BYTES_MAX,
             });
         }
-        let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let write = async {
-            let mut receivers = Vec::with_capacity(entries.len());
-            for entry in entries {
-                let receiver = self
-                    .raft
-                    .client_write_ff(EntryBytes(entry))
-                    .await
-                    .map_err(fatal("Raft stopped"))?;
-                receivers.push(receiver);
-            }
-            let mut last_index = 0;
-            for receiver in receivers {
-                match receiver.await {
-                    Ok(Ok(response)) => last_index = response.log_id.index,
-                    Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
-                        return Err(QuorumError::NotLeader {
-                            leader: forward.leader_id,
-                        })
-                    }
-                    Ok(Err(e)) => return Err(QuorumError::Unavailable(e.to_string())),
-                    Err(_) => {
-                        return Err(QuorumError::Unavailable(
-                            "Raft stopped before the entry committed".to_string(),
-                        ))
-                    }
+        let mut receivers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let receiver = self
+                .raft
+                .client_write_ff(EntryBytes(entry))
+                .await
+                .map_err(fatal("Raft stopped"))?;
+            receivers.push(receiver);
+        }
+        let mut last_index = 0;
+        for receiver in receivers {
+            match receiver.await {
+                Ok(Ok(response)) => last_index = response.log_id.index,
+                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
+                    return Err(QuorumError::NotLeader {
+                        leader: forward.leader_id,
+                    })
+                }
+                Ok(Err(e)) => return Err(QuorumError::Unavailable(e.to_string())),
+                Err(_) => {
+                    return Err(QuorumError::Unavailable(
+                        "Raft stopped before the entry committed".to_string(),
+                    ))
                 }
             }
-            Ok(last_index)
-        };
-        tokio::time::timeout(timeout, write).await.map_err(|_| {
-            QuorumError::Unavailable(format!(
-                "entries not committed within {} ms",
-                self.config.request_timeout_ms
-            ))
-        })?
+        }
+        Ok(last_index)
     }
 
     /// Linearizable read barrier on the leader (openraft `ensure_linearizable`): on return,
@@ -282,6 +321,11 @@ impl MetadataQuorum {
 
     pub fn node_id(&self) -> NodeId {
         self.config.node_id
+    }
+
+    /// The bound of `propose` and `read_barrier` (`request_timeout_ms`).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms)
     }
 
     pub fn leader(&self) -> Option<NodeId> {

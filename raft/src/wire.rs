@@ -31,9 +31,19 @@ pub(crate) const RPC_VERSION: i16 = 0;
 /// announces a larger frame is disconnected without reading it.
 pub const RPC_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Largest entry `propose` accepts, so that any single entry fits in one AppendEntries frame
-/// with room to spare; larger batches are split by the replication stream.
-pub const ENTRY_BYTES_MAX: usize = 1024 * 1024;
+/// Largest entry `propose` accepts: Kafka's metadata log takes batches of up to 8 MiB
+/// (`KafkaRaftClient.MAX_BATCH_SIZE_BYTES`), so one controller decision of
+/// `max.records.per.user.op` records fits in one entry. AppendEntries carries at most
+/// [`APPEND_ENTRIES_MAX`] entries, so any request fits in one frame; a batch that still does
+/// not fit (a frame's own overhead) is halved by the replication stream.
+pub const ENTRY_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Most entries one AppendEntries request carries (openraft's `max_payload_entries`): the
+/// largest entries, this many, with room for the request's own fields, fit one frame.
+pub const APPEND_ENTRIES_MAX: u64 = (RPC_FRAME_BYTES_MAX / ENTRY_BYTES_MAX - 1) as u64;
+
+const _: () = assert!(APPEND_ENTRIES_MAX >= 1);
+const _: () = assert!((APPEND_ENTRIES_MAX as usize + 1) * ENTRY_BYTES_MAX <= RPC_FRAME_BYTES_MAX);
 
 /// api key (2) + version (2) + correlation id (4) + kind (1).
 pub(crate) const REQUEST_HEADER_BYTES: usize = 9;

@@ -13,7 +13,7 @@ pub async fn handle(
     match ctx
         .broker
         .controller
-        .allocate_producer_ids(req.broker_id.0)
+        .allocate_producer_ids(req.broker_id.0, req.broker_epoch)
         .await
     {
         Ok((first, size)) => AllocateProducerIdsResponse::default()

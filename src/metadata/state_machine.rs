@@ -18,10 +18,11 @@ impl MetadataStateMachine {
 
 impl gregor_raft::StateMachine for MetadataStateMachine {
     fn apply(&self, index: u64, entry: &[u8]) {
-        // Entries are written only by the active controller, from records it serialised, and
-        // replicated byte for byte: one that does not decode is a broken invariant.
-        let records: Vec<MetadataRecord> = serde_json::from_slice(entry)
-            .unwrap_or_else(|e| panic!("metadata log entry {index} does not decode: {e}"));
+        // Entries are written only by the active controller and replicated byte for byte, so
+        // one that does not decode (written by another version, or damaged on disk) fails
+        // the same way on every node: it is skipped whole, and its index still counts as
+        // applied, so the image's offset keeps pace with the log.
+        let records = decode_entry(index, entry);
         self.publisher.apply_batch(index, &records);
     }
 
@@ -35,6 +36,8 @@ impl gregor_raft::StateMachine for MetadataStateMachine {
     }
 
     fn restore(&self, last_index: u64, data: &[u8]) {
+        // A snapshot is the whole state: one that does not decode cannot be replaced by
+        // anything correct, so this node stops rather than serve an image it knows is wrong.
         let records: Vec<MetadataRecord> = serde_json::from_slice(data)
             .unwrap_or_else(|e| panic!("metadata snapshot at {last_index} does not decode: {e}"));
         tracing::info!(
@@ -43,5 +46,39 @@ impl gregor_raft::StateMachine for MetadataStateMachine {
             "restoring metadata image from snapshot"
         );
         self.publisher.restore(last_index, &records);
+    }
+}
+
+/// The records of one log entry; none (with an error log) if it does not decode.
+fn decode_entry(index: u64, entry: &[u8]) -> Vec<MetadataRecord> {
+    match serde_json::from_slice(entry) {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::error!(
+                index,
+                bytes = entry.len(),
+                error = %e,
+                "metadata log entry does not decode: skipped"
+            );
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gregor_raft::StateMachine;
+
+    #[test]
+    fn an_entry_that_does_not_decode_is_skipped_and_counted() {
+        let publisher = Arc::new(MetadataPublisher::new());
+        let sm = MetadataStateMachine::new(publisher.clone());
+        sm.apply(3, b"{not json");
+        sm.apply(4, br#"[{"type":"Unknown"}]"#);
+        sm.apply(5, br#"[{"type":"ClusterId","cluster_id":"c"}]"#);
+        let image = publisher.image();
+        assert_eq!(image.last_offset, 5);
+        assert_eq!(image.cluster_id.as_deref(), Some("c"));
     }
 }

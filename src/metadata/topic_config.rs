@@ -276,14 +276,40 @@ pub enum InvalidConfig {
     },
 }
 
+/// Longest topic config value accepted, in bytes. Every legal value of every definition
+/// is far shorter; the bound keeps a padded one ("0000…1", "delete,delete,…") from growing
+/// the image, which every node holds in memory, by a request's size.
+pub const CONFIG_VALUE_BYTES_MAX: usize = 32 * 1024;
+
+/// Longest name or value quoted back in an error message.
+const QUOTED_BYTES_MAX: usize = 256;
+
+/// At most [`QUOTED_BYTES_MAX`] bytes of `text`, cut at a character boundary.
+pub fn quoted(text: &str) -> String {
+    if text.len() <= QUOTED_BYTES_MAX {
+        return text.to_string();
+    }
+    let mut end = QUOTED_BYTES_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
 /// Checks a topic config value against its definition.
 pub fn validate(name: &str, value: &str) -> Result<(), InvalidConfig> {
-    let def = find(name).ok_or_else(|| InvalidConfig::Unknown(name.to_string()))?;
+    let def = find(name).ok_or_else(|| InvalidConfig::Unknown(quoted(name)))?;
     let bad = |reason: String| InvalidConfig::Value {
         name: name.into(),
-        value: value.into(),
+        value: quoted(value),
         reason,
     };
+    if value.len() > CONFIG_VALUE_BYTES_MAX {
+        return Err(bad(format!(
+            "Value is {} bytes long, more than {CONFIG_VALUE_BYTES_MAX}",
+            value.len()
+        )));
+    }
     let v = value.trim();
     match def.kind {
         ConfigType::Int | ConfigType::Long => {
@@ -402,6 +428,17 @@ mod tests {
 
     fn broker(props: &str) -> BrokerConfig {
         BrokerConfig::from_props(BrokerConfig::parse_properties(props).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn long_values_are_refused_and_quoted_short() {
+        let padded = format!("{}1", "0".repeat(CONFIG_VALUE_BYTES_MAX));
+        let e = validate("retention.ms", &padded).unwrap_err().to_string();
+        assert!(e.len() < 1024, "{e}");
+        assert!(validate("cleanup.policy", &"delete,".repeat(10_000)).is_err());
+        assert!(validate("retention.ms", &"0".repeat(100)).is_ok());
+        let e = validate(&"é".repeat(100_000), "1").unwrap_err().to_string();
+        assert!(e.len() < 1024);
     }
 
     #[test]
