@@ -22,6 +22,7 @@ use crate::client::Client;
 use crate::harness::Cluster;
 
 /// A size-prefixed frame around `body`.
+#[allow(dead_code)] // used by the wire cases
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut v = (body.len() as i32).to_be_bytes().to_vec();
     v.extend_from_slice(body);
@@ -30,6 +31,7 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
 
 /// A request header v1 (api key, version, correlation id 7, client id "t"), to which a test
 /// appends a hand-made body.
+#[allow(dead_code)] // used by the wire cases
 pub fn header_v1(api_key: i16, version: i16) -> BytesMut {
     let mut b = BytesMut::new();
     b.put_i16(api_key);
@@ -41,6 +43,7 @@ pub fn header_v1(api_key: i16, version: i16) -> BytesMut {
 }
 
 /// A request header v2 (flexible versions): header v1 plus an empty tagged-field section.
+#[allow(dead_code)] // used by the wire cases
 pub fn header_v2(api_key: i16, version: i16) -> BytesMut {
     let mut b = header_v1(api_key, version);
     b.put_u8(0);
