@@ -183,6 +183,11 @@ impl Node {
         }
     }
 
+    /// The node's process id while it runs (tests read its `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether the process was started and not stopped or killed by the test.
     pub fn is_alive(&self) -> bool {
         self.child.is_some()
