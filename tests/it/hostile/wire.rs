@@ -382,10 +382,28 @@ fn client_chosen_sizes_inside_valid_requests_get_kafka_errors() {
     let values: Vec<Bytes> = (0..100)
         .map(|i| Bytes::from(format!("value-{i}")))
         .collect();
-    let (err, _) = on_leader
-        .produce("w", 0, &values, -1, Compression::None)
-        .unwrap();
-    assert_eq!(err, 0);
+    // Leadership may still settle after the topic's creation: retry on the current leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut on_leader = loop {
+        let meta = c
+            .request(
+                &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default(
+                )
+                .with_name(Some(name("w")))])),
+                12,
+            )
+            .unwrap();
+        let leader_id = meta.topics[0].partitions[0].leader_id.0;
+        if let Some(i) = cluster.nodes.iter().position(|n| n.node_id == leader_id) {
+            let mut l = Client::connect(&cluster.nodes[i].bootstrap());
+            let (err, _) = l.produce("w", 0, &values, -1, Compression::None).unwrap();
+            if err == 0 {
+                break l;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader accepts the produce");
+        std::thread::sleep(Duration::from_millis(300));
+    };
     for (max_bytes, partition_max_bytes) in [(i32::MAX, i32::MAX), (-1, -1), (i32::MIN, 0)] {
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
@@ -443,6 +461,14 @@ fn client_chosen_sizes_inside_valid_requests_get_kafka_errors() {
     let gid = "hostile-group";
     let coord = coordinator(&cluster, gid);
     let mut gc = Client::connect(&cluster.nodes[coord].bootstrap());
+    // The coordinator answers once it has loaded the group's partition.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS]
+        .contains(&join(&mut gc, gid, "", 1, Bytes::new()).error_code)
+    {
+        assert!(Instant::now() < deadline, "the coordinator never loads");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     for timeout in [1, 5_999, 1_800_001, i32::MAX, -1] {
         let resp = join(&mut gc, gid, "", timeout, Bytes::new());
         assert_eq!(
@@ -503,6 +529,13 @@ fn client_chosen_sizes_inside_valid_requests_get_kafka_errors() {
     let giant = "G".repeat(i16::MAX as usize);
     let coord = coordinator(&cluster, &giant);
     let mut gc = Client::connect(&cluster.nodes[coord].bootstrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS]
+        .contains(&join(&mut gc, &giant, "", 1, Bytes::new()).error_code)
+    {
+        assert!(Instant::now() < deadline, "the coordinator never loads");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let req = OffsetCommitRequest::default()
         .with_group_id(group(&giant))
         .with_generation_id_or_member_epoch(-1)
