@@ -96,6 +96,13 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `queued.max.requests`: in-flight requests per connection before reading pauses.
     pub queued_max_requests: usize,
+    /// `queued.max.request.bytes`: bytes of requests being read or served at once, per
+    /// listener, across its connections; reading pauses while they are spent. Kafka's
+    /// default (-1) leaves it unbounded; here it must be at least `socket.request.max.bytes`.
+    pub queued_max_request_bytes: usize,
+    /// `connections.max.idle.ms`: a connection that stops sending in the middle of a
+    /// request frame is closed after this long, giving back the frame's budget share.
+    pub connections_max_idle_ms: u64,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: u64,
     /// `min.insync.replicas` (broker default for topics).
@@ -144,6 +151,10 @@ pub struct BrokerConfig {
 pub struct GroupCoordinatorConfig {
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
     pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`: a JoinGroup
+    /// outside this range gets INVALID_SESSION_TIMEOUT (so no member is kept for ever).
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor`: its replication factor. The topic is created at
@@ -240,6 +251,8 @@ impl BrokerConfig {
             socket_request_max_bytes: p.int("socket.request.max.bytes", 104_857_600)?,
             max_connections: p.int("max.connections", 10_000)?,
             queued_max_requests: p.int("queued.max.requests", 500)?,
+            queued_max_request_bytes: p.int("queued.max.request.bytes", 268_435_456)?,
+            connections_max_idle_ms: p.int("connections.max.idle.ms", 600_000)?,
             log_retention_check_interval_ms: p.int("log.retention.check.interval.ms", 300_000)?,
             min_insync_replicas: p.int("min.insync.replicas", 1)?,
             cluster_id: p.str("cluster.id").map(str::to_string),
@@ -259,6 +272,8 @@ impl BrokerConfig {
                 .saturating_mul(1000),
             group: GroupCoordinatorConfig {
                 initial_rebalance_delay_ms: p.int("group.initial.rebalance.delay.ms", 3_000)?,
+                min_session_timeout_ms: p.int("group.min.session.timeout.ms", 6_000)?,
+                max_session_timeout_ms: p.int("group.max.session.timeout.ms", 1_800_000)?,
                 offsets_topic_num_partitions: p.int("offsets.topic.num.partitions", 50)?,
                 offsets_topic_replication_factor: p.int("offsets.topic.replication.factor", 3)?,
                 offsets_topic_segment_bytes: p.int("offsets.topic.segment.bytes", 104_857_600)?,
@@ -339,6 +354,19 @@ impl BrokerConfig {
         if config.socket_request_max_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "socket.request.max.bytes must be at least 1024".into(),
+            ));
+        }
+        if config.queued_max_request_bytes < config.socket_request_max_bytes
+            || config.queued_max_request_bytes > (1 << 40)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "queued.max.request.bytes must be between socket.request.max.bytes ({}) and 2^40",
+                config.socket_request_max_bytes
+            )));
+        }
+        if config.connections_max_idle_ms < 1 {
+            return Err(ConfigError::Invalid(
+                "connections.max.idle.ms must be at least 1".into(),
             ));
         }
         Ok(config)

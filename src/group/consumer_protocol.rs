@@ -57,6 +57,34 @@ mod tests {
     }
 
     #[test]
+    fn absurd_counts_and_lengths_are_refused_before_allocating() {
+        // Counts larger than the bytes left could hold, at every scale, and negative ones.
+        for count in [i32::MAX, 1 << 20, 3, -1, i32::MIN] {
+            let mut b = vec![0, 1];
+            b.extend_from_slice(&count.to_be_bytes());
+            b.extend_from_slice(&[0, 0, 0, 0]); // room for two empty names at most
+            assert_eq!(subscribed_topics(&b), None, "count {count}");
+        }
+        // Two empty names fit in four bytes.
+        let mut b = vec![0, 1, 0, 0, 0, 2];
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(
+            subscribed_topics(&b),
+            Some(vec![String::new(), String::new()])
+        );
+        // A name length past the end, a negative one, a negative version, invalid UTF-8.
+        assert_eq!(
+            subscribed_topics(&[0, 1, 0, 0, 0, 1, 0x7f, 0xff, b'a']),
+            None
+        );
+        assert_eq!(subscribed_topics(&[0, 1, 0, 0, 0, 1, 0xff, 0xff]), None);
+        assert_eq!(subscribed_topics(&[0xff, 0xff, 0, 0, 0, 0]), None);
+        assert_eq!(subscribed_topics(&[0, 1, 0, 0, 0, 1, 0, 1, 0xc3]), None);
+        // Version 0 with no topics is an empty subscription.
+        assert_eq!(subscribed_topics(&[0, 0, 0, 0, 0, 0]), Some(vec![]));
+    }
+
+    #[test]
     fn garbage_is_none() {
         assert_eq!(subscribed_topics(&[]), None);
         assert_eq!(subscribed_topics(&[0, 1, 0x7f, 0xff, 0xff, 0xff]), None);

@@ -247,6 +247,16 @@ impl GroupCoordinator {
     pub fn join(&self, group_id: &str, req: JoinRequest) -> Outcome<JoinResult> {
         let delay = self.config.initial_rebalance_delay_ms;
         let member_id = req.member_id.clone();
+        // Kafka's GroupCoordinator: the coordinator checks first, then the session timeout
+        // against the broker's range, before the group is looked up or created.
+        let timeouts = self.config.min_session_timeout_ms..=self.config.max_session_timeout_ms;
+        if !timeouts.contains(&req.session_timeout_ms) {
+            let error = self
+                .check_coordinator(group_id)
+                .err()
+                .unwrap_or(ResponseError::InvalidSessionTimeout);
+            return Outcome::Now(JoinResult::error(&member_id, error));
+        }
         match self.with_group(group_id, true, |e| e.group.join(req, now_ms(), delay)) {
             Ok(Some(outcome)) => outcome,
             Ok(None) => unreachable!("created above"),
@@ -521,7 +531,7 @@ impl GroupCoordinator {
             let subscribed = g.subscribed_topics();
             let mut ops = Vec::new();
             for (topic, partitions) in topics {
-                let is_subscribed = subscribed.contains(&topic);
+                let is_subscribed = subscribed.as_ref().is_none_or(|s| s.contains(&topic));
                 let mut per_partition = Vec::with_capacity(partitions.len());
                 for p in partitions {
                     if is_subscribed {

@@ -12,7 +12,7 @@
 //! - In Stable, every member has been sent its assignment (or is waiting for none).
 //! - `static_members` maps each group.instance.id to the member that holds it, one to one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -472,34 +472,42 @@ impl Group {
         }
     }
 
+    /// Each member's protocol names as a set, so protocol checks stay linear in the
+    /// protocols listed (a member may list many).
+    fn member_protocol_sets(&self) -> Vec<HashSet<&str>> {
+        self.members
+            .values()
+            .map(|m| m.protocols.iter().map(|(n, _)| n.as_str()).collect())
+            .collect()
+    }
+
     /// The protocol every member supports that most members list first (Kafka's vote).
     fn select_protocol(&self) -> String {
-        let mut candidates: Vec<String> = self
+        let sets = self.member_protocol_sets();
+        let mut candidates: Vec<&str> = self
             .members
             .values()
             .next()
-            .map(|m| m.protocols.iter().map(|(n, _)| n.clone()).collect())
+            .map(|m| m.protocols.iter().map(|(n, _)| n.as_str()).collect())
             .unwrap_or_default();
-        candidates.retain(|c| {
-            self.members
-                .values()
-                .all(|m| m.protocols.iter().any(|(n, _)| n == c))
-        });
-        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        candidates.retain(|c| sets.iter().all(|s| s.contains(c)));
+        let candidate_set: HashSet<&str> = candidates.iter().copied().collect();
+        let mut votes: HashMap<&str, usize> = HashMap::new();
         for m in self.members.values() {
-            if let Some((n, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n)) {
+            if let Some((n, _)) = m
+                .protocols
+                .iter()
+                .find(|(n, _)| candidate_set.contains(n.as_str()))
+            {
                 *votes.entry(n.as_str()).or_default() += 1;
             }
         }
+        // Most votes; among equals, the one the first member lists first.
         candidates
             .iter()
-            .max_by_key(|c| {
-                (
-                    votes.get(c.as_str()).copied().unwrap_or(0),
-                    std::cmp::Reverse(candidates.iter().position(|x| x == *c)),
-                )
-            })
-            .cloned()
+            .enumerate()
+            .max_by_key(|(i, c)| (votes.get(*c).copied().unwrap_or(0), std::cmp::Reverse(*i)))
+            .map(|(_, c)| c.to_string())
             .unwrap_or_default()
     }
 
@@ -511,11 +519,10 @@ impl Group {
             return false;
         }
         // At least one of the new member's protocols must be supported by every member.
-        protocols.iter().any(|(p, _)| {
-            self.members
-                .values()
-                .all(|m| m.protocols.iter().any(|(n, _)| n == p))
-        })
+        let sets = self.member_protocol_sets();
+        protocols
+            .iter()
+            .any(|(p, _)| sets.iter().all(|s| s.contains(p.as_str())))
     }
 
     /// SyncGroup (Kafka's `handleSyncGroup`).
@@ -733,24 +740,26 @@ impl Group {
 
     /// Topics the members subscribe to, from their consumer-protocol metadata for the chosen
     /// protocol (Kafka's `subscribedTopics`): empty for an Empty group or another protocol
-    /// type, and for members whose metadata is not a subscription.
-    pub fn subscribed_topics(&self) -> std::collections::BTreeSet<String> {
+    /// type; `None` (unknown: treat every topic as subscribed, as Kafka's
+    /// `isSubscribedToTopic` does) when a member's metadata is not a subscription.
+    pub fn subscribed_topics(&self) -> Option<std::collections::BTreeSet<String>> {
         if self.state == GroupState::Empty || self.protocol_type.as_deref() != Some("consumer") {
-            return Default::default();
+            return Some(Default::default());
         }
         let protocol = self.protocol_name.clone().unwrap_or_default();
-        self.members
-            .values()
-            .filter_map(|m| {
-                let metadata = if protocol.is_empty() {
-                    m.protocols.first().map(|(_, md)| md.clone())?
-                } else {
-                    m.metadata_for(&protocol)
-                };
-                super::consumer_protocol::subscribed_topics(&metadata)
-            })
-            .flatten()
-            .collect()
+        let mut topics = std::collections::BTreeSet::new();
+        for m in self.members.values() {
+            let metadata = if protocol.is_empty() {
+                m.protocols
+                    .first()
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default()
+            } else {
+                m.metadata_for(&protocol)
+            };
+            topics.extend(super::consumer_protocol::subscribed_topics(&metadata)?);
+        }
+        Some(topics)
     }
 
     /// The coordinator stops coordinating this group (its partition moved): every member
@@ -1044,14 +1053,29 @@ mod tests {
             Bytes::from(b)
         };
         let mut g = Group::new("g");
-        assert!(g.subscribed_topics().is_empty());
+        assert_eq!(g.subscribed_topics(), Some(Default::default()));
         let mut req = join_req("", &["range"]);
         req.protocols = vec![("range".into(), subscription(&["orders", "users"]))];
         req.require_known_member_id = false;
         let mut rx = later(g.join(req, 0, 0));
         let r = rx.try_recv().unwrap();
         let _ = g.sync(&r.member_id, r.generation_id, vec![], 0);
-        let topics: Vec<String> = g.subscribed_topics().into_iter().collect();
+        let topics: Vec<String> = g.subscribed_topics().unwrap().into_iter().collect();
         assert_eq!(topics, vec!["orders".to_string(), "users".to_string()]);
+    }
+
+    #[test]
+    fn metadata_that_is_no_subscription_subscribes_to_everything() {
+        // Version 3, a topic count of 2^31 - 1 and five bytes: not a subscription.
+        let mut garbage = vec![0u8, 3, 0x7f, 0xff, 0xff, 0xff];
+        garbage.extend_from_slice(b"short");
+        let mut g = Group::new("g");
+        let mut req = join_req("", &["range"]);
+        req.protocols = vec![("range".into(), Bytes::from(garbage))];
+        req.require_known_member_id = false;
+        let mut rx = later(g.join(req, 0, 0));
+        let r = rx.try_recv().unwrap();
+        let _ = g.sync(&r.member_id, r.generation_id, vec![], 0);
+        assert_eq!(g.subscribed_topics(), None);
     }
 }

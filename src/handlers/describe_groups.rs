@@ -1,6 +1,8 @@
 //! DescribeGroups (key 15): state, protocol and members of groups; NOT_COORDINATOR (or
 //! COORDINATOR_LOAD_IN_PROGRESS) for groups this node does not coordinate.
 
+use std::collections::HashSet;
+
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
@@ -8,9 +10,13 @@ use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{str_bytes, RequestContext};
 
 pub fn handle(ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    // Each group once, in request order: a group named a thousand times would otherwise
+    // repeat its members' metadata and assignments a thousand times in the response.
+    let mut seen = HashSet::new();
     let groups = req
         .groups
         .iter()
+        .filter(|id| seen.insert(id.0.as_str()))
         .map(|id| {
             let d = match ctx.broker.group_coordinator.describe_group(&id.0) {
                 Ok(d) => d,

@@ -12,6 +12,21 @@ use kafka_protocol::ResponseError;
 use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{str_bytes, RequestContext};
 
+/// Kafka's error response for the request: every named topic with INVALID_REQUEST.
+fn invalid_request(req: &DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+    DescribeTopicPartitionsResponse::default().with_topics(
+        req.topics
+            .iter()
+            .map(|t| {
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_name(Some(t.name.clone()))
+                    .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+            })
+            .collect(),
+    )
+}
+
 pub fn handle(
     ctx: &RequestContext,
     req: DescribeTopicPartitionsRequest,
@@ -30,6 +45,20 @@ pub fn handle(
         Some(c) => (Some(c.topic_name.0.to_string()), c.partition_index),
         None => (None, 0),
     };
+    // Kafka's DescribeTopicPartitionsRequestHandler.validateCursor.
+    if let Some(topic) = &cursor_topic {
+        let message = if cursor_partition < 0 {
+            Some("DescribeTopicPartitionsRequest cursor partition must be valid")
+        } else if names.binary_search(topic).is_err() {
+            Some("DescribeTopicPartitionsRequest topic list should contain the cursor topic")
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            tracing::debug!(client = ctx.client_id(), message, "invalid request");
+            return invalid_request(&req);
+        }
+    }
     let mut used = 0usize;
     let mut topics = Vec::new();
     let mut next_cursor = None;

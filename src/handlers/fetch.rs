@@ -1,6 +1,9 @@
 //! Fetch (key 1): whole batches below the high watermark, long-polled like Kafka's
 //! `DelayedFetch`: the response waits until `min_bytes` are available or `max_wait_ms`
 //! passes, and is cut at `max_bytes` overall and `partition_max_bytes` per partition.
+//! `max_bytes` is capped by the broker's `fetch.max.bytes` (as Kafka's KafkaApis does), and
+//! reads are sized by the data really present, so a request asking for 2 GiB costs no more
+//! than one asking for what the log holds.
 //!
 //! Fetch sessions (KIP-227) are declined by answering session id 0, which tells the client
 //! to keep sending full fetch requests.
@@ -26,13 +29,15 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> PendingResponse {
     Box::pin(async move {
         let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_LIMIT) as u64);
         let deadline = Instant::now() + max_wait;
-        let min_bytes = req.min_bytes.max(0) as usize;
+        let max_bytes = response_max_bytes(&ctx, &req);
+        // Kafka: fetchMinBytes = min(request min bytes, fetchMaxBytes).
+        let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
         loop {
             // Register for wake-ups before reading, so data that lands in between is seen.
             let notified = ctx.broker.replica_manager.data_arrived().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (response, bytes, has_error) = read_partitions(&ctx, &req);
+            let (response, bytes, has_error) = read_partitions(&ctx, &req, max_bytes);
             if bytes >= min_bytes.max(1) || has_error || Instant::now() >= deadline {
                 return ctx.reply(ResponseKind::Fetch(response));
             }
@@ -44,10 +49,29 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> PendingResponse {
     })
 }
 
+/// The record bytes a response may carry: the request's `max_bytes` (from v3) capped by
+/// `fetch.max.bytes`.
+fn response_max_bytes(ctx: &RequestContext, req: &FetchRequest) -> usize {
+    let broker_max = ctx.broker.config.fetch_max_bytes;
+    if ctx.api_version >= 3 {
+        (req.max_bytes.max(0) as usize).min(broker_max)
+    } else {
+        broker_max
+    }
+}
+
 /// Reads every requested partition once: (response, record bytes, any partition error).
-fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+fn read_partitions(
+    ctx: &RequestContext,
+    req: &FetchRequest,
+    max_bytes: usize,
+) -> (FetchResponse, usize, bool) {
     let image = ctx.broker.image();
     let rm = &ctx.broker.replica_manager;
+    let mut remaining = max_bytes;
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut high_watermark_advanced = false;
     // A follower identifies itself by replica id (in ReplicaState from v15 on); consumers
     // send -1.
     let replica_id = if ctx.api_version >= 15 {
@@ -55,23 +79,6 @@ fn read_partitions(ctx: &RequestContext, req: &FetchRequest) -> (FetchResponse, 
     } else {
         req.replica_id.0
     };
-    let requested_max_bytes = if ctx.api_version >= 3 {
-        req.max_bytes.max(0) as usize
-    } else {
-        usize::MAX
-    };
-    // Like Kafka's KafkaApis, consumers get at most fetch.max.bytes; followers ask for what
-    // their replica.fetch.response.max.bytes allows. The response is built in memory (and
-    // copied once more when encoded), so this is what bounds a consumer fetch's memory however
-    // many partitions it names.
-    let mut remaining = if replica_id >= 0 {
-        requested_max_bytes
-    } else {
-        requested_max_bytes.min(ctx.broker.config.fetch_max_bytes)
-    };
-    let mut total = 0usize;
-    let mut has_error = false;
-    let mut high_watermark_advanced = false;
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let name = if ctx.api_version >= 13 {

@@ -1,18 +1,21 @@
 //! ListGroups (key 16): the groups this node coordinates (those of the offsets partitions
 //! it leads), filtered by state (v4+) and type (v5+). The admin client asks every broker.
 
+use std::collections::HashSet;
+
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::{str_bytes, RequestContext};
 
 pub fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
-    let states: Vec<String> = req
+    // Sets: the filters come from the client and may be long.
+    let states: HashSet<String> = req
         .states_filter
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    let types: Vec<String> = req
+    let types: HashSet<String> = req
         .types_filter
         .iter()
         .map(|s| s.to_ascii_lowercase())
@@ -26,7 +29,7 @@ pub fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsRespons
         .filter(|(_, _, state)| {
             states.is_empty() || states.contains(&state.as_str().to_ascii_lowercase())
         })
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|_| types.is_empty() || types.contains("classic"))
         .map(|(id, protocol_type, state)| {
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))

@@ -26,10 +26,23 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     // Which topics: None (or, before v1, an empty list) means all.
     let all_topics = req.topics.is_none()
         || (ctx.api_version == 0 && req.topics.as_ref().is_some_and(|t| t.is_empty()));
+    // As Kafka's KafkaApis: topic ids, when any is given (v12+), else names; each topic
+    // once however often it is asked for, so the response is no larger than the topics.
     let mut requested: Vec<(Option<String>, Uuid)> = Vec::new();
     if !all_topics {
-        for t in req.topics.iter().flatten() {
-            requested.push((t.name.as_ref().map(|n| n.0.to_string()), t.topic_id));
+        let topics = req.topics.iter().flatten();
+        let ids: BTreeSet<Uuid> = topics
+            .clone()
+            .map(|t| t.topic_id)
+            .filter(|id| !id.is_nil())
+            .collect();
+        if ids.is_empty() {
+            let names: BTreeSet<String> = topics
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect();
+            requested.extend(names.into_iter().map(|n| (Some(n), Uuid::nil())));
+        } else {
+            requested.extend(ids.into_iter().map(|id| (None, id)));
         }
     }
     // Auto-create unknown topics when both the client (v4+) and the broker allow it.
@@ -79,7 +92,8 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                             Some(n) if validate_topic_name(n).is_err() => {
                                 ResponseError::InvalidTopicException
                             }
-                            _ => ResponseError::UnknownTopicOrPartition,
+                            Some(_) => ResponseError::UnknownTopicOrPartition,
+                            None => ResponseError::UnknownTopicId,
                         };
                         MetadataResponseTopic::default()
                             .with_error_code(code.code())
@@ -167,13 +181,27 @@ fn topic_metadata(image: &MetadataImage, topic: &TopicImage) -> MetadataResponse
 async fn auto_create(ctx: &RequestContext, topics: Vec<NewTopic>) {
     let broker = &ctx.broker;
     if broker.controller.is_active() {
+        let mut failed = 0usize;
         for (name, result) in broker.controller.create_topics(topics, false).await {
             match result {
                 Ok(_) => {
                     tracing::info!(topic = %name, client = ctx.client_id(), "auto-created topic")
                 }
-                Err(e) => tracing::warn!(topic = %name, error = %e, "auto-create failed"),
+                Err(e) => {
+                    // One line per request, not per topic: a request may name thousands.
+                    if failed == 0 {
+                        tracing::warn!(topic = %name, error = %e, "auto-create failed");
+                    }
+                    failed += 1;
+                }
             }
+        }
+        if failed > 1 {
+            tracing::warn!(
+                failed,
+                client = ctx.client_id(),
+                "auto-create failed for topics"
+            );
         }
         return;
     }
@@ -192,12 +220,23 @@ async fn auto_create(ctx: &RequestContext, topics: Vec<NewTopic>) {
         );
     match broker.send_to_controller(&request, 7).await {
         Ok(resp) => {
+            let mut failed = 0usize;
             for t in resp.topics {
                 if t.error_code == 0 {
                     tracing::info!(topic = %t.name.0, client = ctx.client_id(), "auto-created topic");
                 } else if t.error_code != ResponseError::TopicAlreadyExists.code() {
-                    tracing::warn!(topic = %t.name.0, code = t.error_code, "auto-create failed");
+                    if failed == 0 {
+                        tracing::warn!(topic = %t.name.0, code = t.error_code, "auto-create failed");
+                    }
+                    failed += 1;
                 }
+            }
+            if failed > 1 {
+                tracing::warn!(
+                    failed,
+                    client = ctx.client_id(),
+                    "auto-create failed for topics"
+                );
             }
             // Give the records a moment to reach this node's image.
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);

@@ -2,6 +2,8 @@
 //! this node does not coordinate gets NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS):
 //! per group in v8+, for the request in v2-7, per partition in v1.
 
+use std::collections::{HashMap, HashSet};
+
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -43,13 +45,18 @@ fn no_offset() -> CommittedOffset {
     }
 }
 
-/// Groups results by topic, keeping the order in which topics first appear.
+/// Groups results by topic, keeping the order in which topics first appear (in time
+/// linear in the results: a request may name many topics).
 fn by_topic(fetched: Fetched) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
     let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     for ((t, p), c) in fetched {
-        match out.iter_mut().find(|(name, _)| *name == t) {
-            Some((_, ps)) => ps.push((p, c)),
-            None => out.push((t, vec![(p, c)])),
+        match index.get(&t) {
+            Some(&i) => out[i].1.push((p, c)),
+            None => {
+                index.insert(t.clone(), out.len());
+                out.push((t, vec![(p, c)]));
+            }
         }
     }
     out
@@ -57,9 +64,13 @@ fn by_topic(fetched: Fetched) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)
 
 pub fn handle(ctx: &RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse {
     if ctx.api_version >= 8 {
+        // Each group once, in request order, so repeating a group id cannot multiply its
+        // offsets in the response.
+        let mut seen = HashSet::new();
         let groups = req
             .groups
             .iter()
+            .filter(|g| seen.insert(g.group_id.0.as_str()))
             .map(|g| {
                 let topics = g.topics.as_ref().map(|ts| {
                     ts.iter()

@@ -5,18 +5,23 @@
 //! Requests are *started* one at a time, in order, so appends from one connection land in
 //! the log in the order they were sent. What a request then waits for (acks=all, a fetch's
 //! long poll) runs concurrently, bounded by `queued.max.requests` in flight.
+//!
+//! Every request keeps its frame's share of the listener's [`RequestBudget`]
+//! (`queued.max.request.bytes`) until its response is done, since the decoded request
+//! refers to the frame's bytes (record data is a slice of it) until then.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::frame::{read_frame, FrameError};
+use super::frame::{read_frame, FrameError, RequestBudget};
 use crate::broker::Broker;
 use crate::handlers::{self, ListenerKind};
 
@@ -33,23 +38,32 @@ pub enum Reply {
 /// A response still being computed.
 pub type PendingResponse = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
+/// Read-ahead per connection: small, since it is allocated for every connection.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     listener: ListenerKind,
+    budget: RequestBudget,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_request_bytes = broker.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(broker.config.queued_max_requests.max(1));
 
+    // A client that stops reading its responses would keep its requests' budget shares
+    // for ever: a response not written within connections.max.idle.ms closes it.
     let write_loop = async move {
         let mut writer = BufWriter::with_capacity(64 * 1024, writer);
         while let Some(pending) = rx.recv().await {
             match pending.await {
                 Reply::Frame(frame) => {
-                    if writer.write_all(&frame).await.is_err() {
+                    if !written(idle, writer.write_all(&frame)).await {
+                        tracing::info!(%peer, "client does not read its responses; closing");
                         break;
                     }
                 }
@@ -57,7 +71,7 @@ pub async fn serve(
                 Reply::Close => break,
             }
             // Coalesce responses that are already queued into one write.
-            if rx.is_empty() && writer.flush().await.is_err() {
+            if rx.is_empty() && !written(idle, writer.flush()).await {
                 break;
             }
         }
@@ -67,7 +81,7 @@ pub async fn serve(
 
     let read_loop = async move {
         loop {
-            let frame = match read_frame(&mut reader, max_request_bytes).await {
+            let frame = match read_frame(&mut reader, max_request_bytes, &budget, idle).await {
                 Ok(f) => f,
                 Err(FrameError::Closed) => break,
                 Err(e) => {
@@ -75,7 +89,13 @@ pub async fn serve(
                     break;
                 }
             };
-            let pending = handlers::dispatch(&broker, frame, peer, listener).await;
+            let (bytes, budget_share) = frame.into_parts();
+            let pending = handlers::dispatch(&broker, bytes, peer, listener).await;
+            let pending: PendingResponse = Box::pin(async move {
+                let reply = pending.await;
+                drop(budget_share);
+                reply
+            });
             if tx.send(pending).await.is_err() {
                 break;
             }
@@ -90,4 +110,9 @@ pub async fn serve(
         _ = &mut read_loop => write_loop.await,
         _ = &mut write_loop => {}
     }
+}
+
+/// Whether a write finished, and within `idle`.
+async fn written(idle: Duration, write: impl Future<Output = std::io::Result<()>>) -> bool {
+    matches!(tokio::time::timeout(idle, write).await, Ok(Ok(())))
 }

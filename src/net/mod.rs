@@ -15,8 +15,12 @@ use crate::handlers::ListenerKind;
 
 /// Accepts connections, at most `max.connections` at once, backing off when accept fails
 /// (e.g. out of file descriptors) instead of spinning.
+///
+/// Each listener has its own request budget (`queued.max.request.bytes`), so clients
+/// filling theirs never stall the controller listener's Raft traffic.
 pub async fn run_listener(listener: TcpListener, broker: Arc<Broker>, kind: ListenerKind) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
+    let budget = frame::RequestBudget::new(broker.config.queued_max_request_bytes);
     let mut backoff_ms = 1u64;
     loop {
         let permit = limit
@@ -28,8 +32,9 @@ pub async fn run_listener(listener: TcpListener, broker: Arc<Broker>, kind: List
             Ok((stream, peer)) => {
                 backoff_ms = 1;
                 let broker = broker.clone();
+                let budget = budget.clone();
                 tokio::spawn(async move {
-                    connection::serve(stream, peer, broker, kind).await;
+                    connection::serve(stream, peer, broker, kind, budget).await;
                     drop(permit);
                 });
             }

@@ -118,12 +118,10 @@ impl NodeChannel {
                     format!("response size {size}"),
                 ));
             }
-            let mut body = BytesMut::zeroed(size as usize);
-            stream
-                .read_exact(&mut body)
+            let body = super::frame::read_body(&mut stream, size as usize)
                 .await
                 .map_err(|e| ChannelError::Io(addr, e))?;
-            Ok((stream, body.freeze()))
+            Ok((stream, body))
         };
         let (stream, mut body) = tokio::time::timeout(timeout, exchange)
             .await

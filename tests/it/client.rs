@@ -44,6 +44,11 @@ impl Client {
         })
     }
 
+    /// Bounds how long `send_raw` may block on a peer that does not read.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.stream.set_write_timeout(timeout).unwrap();
+    }
+
     /// Sends raw bytes as they are (no size prefix added).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)

@@ -183,14 +183,14 @@ impl Node {
         }
     }
 
+    /// The node's process id while it runs (tests read its `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether the process was started and not stopped or killed by the test.
     pub fn is_alive(&self) -> bool {
         self.child.is_some()
-    }
-
-    /// The process id of the running node, for reading its `/proc` entries.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&mut self) -> bool {

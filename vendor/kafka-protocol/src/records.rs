@@ -39,7 +39,7 @@
 //!  }
 //! ```
 use anyhow::{anyhow, bail, Result};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use crc::{Crc, CRC_32_ISO_HDLC};
 use crc32c::crc32c;
 use indexmap::IndexMap;
@@ -514,10 +514,11 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        // The count comes from the batch header: reserve no more than the bytes left could
-        // hold (every record takes at least one byte), so a forged count cannot exhaust memory.
+        // The count comes from the batch header: reserve no more records than the bytes left
+        // would hold at their in-memory size, so a forged count cannot exhaust memory (the
+        // vector grows as records really decode).
         let claimed = usize::try_from(batch_decode_info.record_count).unwrap_or(0);
-        records.reserve(claimed.min(buf.remaining()));
+        records.reserve(claimed.min(buf.remaining() / std::mem::size_of::<Record>()));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -896,7 +897,10 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        // As for records: no more entries reserved than the bytes left would hold in memory.
+        let mut headers = IndexMap::with_capacity(
+            num_headers.min(bytes::Buf::remaining(buf) / std::mem::size_of::<(StrBytes, Option<Bytes>)>()),
+        );
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

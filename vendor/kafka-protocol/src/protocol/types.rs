@@ -512,6 +512,7 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                ensure_string_length(n - 1)?;
                 ensure_remaining(buf, (n - 1) as usize)?;
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
@@ -526,6 +527,7 @@ impl<T: NewType<StrBytes>> Decoder<Option<T>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                ensure_string_length(n - 1)?;
                 let strbuf = StrBytes::try_from(buf.try_get_bytes((n - 1) as usize)?)?;
                 Ok(Some(strbuf.into()))
             }
@@ -990,7 +992,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
             -1 => Ok(None),
             n if n >= 0 => {
                 ensure_remaining(buf, n as usize)?;
-                let mut result = Vec::with_capacity(n as usize);
+                let mut result = Vec::with_capacity(initial_capacity::<T, B>(buf, n as usize));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1027,6 +1029,24 @@ fn ensure_remaining<B: ByteBuf>(buf: &B, len: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Refuses a compact string longer than a string can be (Kafka's generated readers throw
+/// "string field had invalid length" past 0x7fff): every Kafka string fits an int16 length,
+/// so a longer one could not be written back (e.g. a group id into `__consumer_offsets`).
+fn ensure_string_length(len: u32) -> Result<()> {
+    if len > i16::MAX as u32 {
+        bail!("string length {len} exceeds {}", i16::MAX);
+    }
+    Ok(())
+}
+
+/// How many elements to reserve for an array of `len`: no more than the bytes left could
+/// hold if each element took as many bytes on the wire as it takes in memory. An element
+/// usually takes more memory than wire bytes, so reserving `len` up front would let a frame
+/// of N bytes reserve N times the element size; the vector grows as elements really decode.
+fn initial_capacity<T, B: ByteBuf>(buf: &B, len: usize) -> usize {
+    len.min(buf.remaining() / std::mem::size_of::<T>().max(1))
 }
 
 /// An array whose length is encoded with a varint.
@@ -1113,7 +1133,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 ensure_remaining(buf, (n - 1) as usize)?;
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                let mut result = Vec::with_capacity(initial_capacity::<T, B>(buf, (n - 1) as usize));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1152,6 +1172,32 @@ mod tests {
 
         let decoded = encoder.decode(&mut expected).unwrap();
         assert_eq!(value, decoded);
+    }
+
+    #[test]
+    fn compact_strings_longer_than_0x7fff_are_refused() {
+        for (len, ok) in [(0x7fffu32, true), (0x8000, false)] {
+            let mut b = vec![];
+            UnsignedVarInt.encode(&mut b, len + 1).unwrap();
+            b.extend(std::iter::repeat_n(b'a', len as usize));
+            let owned: Result<Option<StdString>> = CompactString.decode(&mut &b[..]);
+            assert_eq!(owned.is_ok(), ok, "length {len}");
+            let shared: Result<Option<StrBytes>> = CompactString.decode(&mut bytes::Bytes::from(b));
+            assert_eq!(shared.is_ok(), ok, "length {len}");
+        }
+    }
+
+    #[test]
+    fn array_reservations_are_bounded_by_the_bytes_left() {
+        let buf = &[0u8; 640][..];
+        assert_eq!(initial_capacity::<[u8; 64], _>(&buf, 1000), 10);
+        assert_eq!(initial_capacity::<[u8; 64], _>(&buf, 3), 3);
+        assert_eq!(initial_capacity::<u8, _>(&buf, 1000), 640);
+        // A claimed count beyond the bytes left is refused outright.
+        let mut b = vec![];
+        Int32.encode(&mut b, i32::MAX).unwrap();
+        let r: Result<Vec<i32>> = Array(Int32).decode(&mut &b[..]);
+        assert!(r.is_err());
     }
 
     #[test]
