@@ -54,7 +54,16 @@ fn main() {
             std::process::exit(2);
         }
     };
-    raise_open_files_limit();
+    let open_files_limit = raise_open_files_limit();
+    let segment_files = config
+        .prop("log.segment.open.files.max")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| default_open_segment_files(open_files_limit));
+    gregor_storage::open_files::set_capacity(segment_files);
+    tracing::info!(
+        segment_files = gregor_storage::open_files::capacity(),
+        "segment files kept open at most (log.segment.open.files.max)"
+    );
     let threads = config
         .prop("num.io.threads")
         .and_then(|v| v.parse().ok())
@@ -86,14 +95,26 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Raises the soft limit on open files to the hard limit. Every replica holds a few files open
-/// (its active segment and indexes), and a node with many partitions passes the usual soft
+/// Raises the soft limit on open files to the hard limit and returns it. Segment files are
+/// the bulk of a node's descriptors, and a node with many partitions passes the usual soft
 /// limit of 1024 long before the hard one.
-fn raise_open_files_limit() {
+fn raise_open_files_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::info!(limit, "open files limit (RLIMIT_NOFILE)"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+        Ok(limit) => {
+            tracing::info!(limit, "open files limit (RLIMIT_NOFILE)");
+            limit
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open files limit");
+            1024
+        }
     }
+}
+
+/// Three quarters of the descriptors for segment files; the rest is for connections, the
+/// metadata log's RocksDB files and index writes.
+fn default_open_segment_files(open_files_limit: u64) -> usize {
+    usize::try_from(open_files_limit / 4 * 3).unwrap_or(usize::MAX)
 }
 
 async fn wait_for_signal() {

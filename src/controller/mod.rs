@@ -49,6 +49,27 @@ pub use replication_control::{validate_topic_name, CreatedTopic, NewPartitions, 
 
 use limits::RECORDS_PER_ENTRY_MAX;
 
+/// How long a write waits for its decision to commit before answering REQUEST_TIMED_OUT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestTimeout {
+    /// The quorum's own bound (`controller.quorum.request.timeout.ms`).
+    Quorum,
+    /// A request's `timeout_ms`, capped by the quorum's bound; zero or less means the
+    /// client does not wait for the commit at all.
+    Client(i32),
+}
+
+impl RequestTimeout {
+    fn wait(self, quorum: Duration) -> Duration {
+        match self {
+            RequestTimeout::Quorum => quorum,
+            RequestTimeout::Client(ms) => {
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(quorum)
+            }
+        }
+    }
+}
+
 /// Records that commit together: one metadata log entry, or, when `divisible`, as many
 /// entries as the size bounds need, in order (each record then must be safe to apply
 /// without the ones after it).
@@ -216,6 +237,7 @@ impl Controller {
         &self,
         write: WriteGuard,
         result: ControllerResult<T>,
+        wait: Duration,
     ) -> Result<T, ApiError> {
         let entries = encode_entries(result.batches)?;
         if entries.is_empty() {
@@ -227,8 +249,14 @@ impl Controller {
             drop(write);
             outcome
         });
-        match tokio::time::timeout(self.quorum.request_timeout(), proposal).await {
-            Err(_) => Err(self.timed_out("The metadata change was not committed")),
+        match tokio::time::timeout(wait, proposal).await {
+            Err(_) => Err(ApiError::with_message(
+                ResponseError::RequestTimedOut,
+                format!(
+                    "The metadata change was proposed but not committed within {} ms; it may still apply",
+                    wait.as_millis()
+                ),
+            )),
             Ok(Err(join)) => Err(ApiError::with_message(
                 ResponseError::UnknownServerError,
                 format!("metadata proposal failed: {join}"),
@@ -243,9 +271,22 @@ impl Controller {
         &self,
         decide: impl FnOnce(&MetadataImage) -> Result<ControllerResult<T>, ApiError>,
     ) -> Result<T, ApiError> {
+        self.write_within(RequestTimeout::Quorum, decide).await
+    }
+
+    /// A write whose wait for the commit the client bounds (the `timeout_ms` of CreateTopics,
+    /// CreatePartitions and DeleteTopics). Once the decision is proposed it stands: a client
+    /// that stops waiting gets REQUEST_TIMED_OUT and the change still applies, as with
+    /// Kafka's `timeout_ms <= 0` ("do not wait for the topics to be created").
+    async fn write_within<T>(
+        &self,
+        timeout: RequestTimeout,
+        decide: impl FnOnce(&MetadataImage) -> Result<ControllerResult<T>, ApiError>,
+    ) -> Result<T, ApiError> {
         let (guard, image) = self.begin_write().await?;
         let result = decide(&image)?;
-        self.commit(guard, result).await
+        let wait = timeout.wait(self.quorum.request_timeout());
+        self.commit(guard, result, wait).await
     }
 
     /// A linearizable read of the image: on the active controller, after a read barrier.
@@ -389,10 +430,13 @@ impl Controller {
         &self,
         topics: Vec<NewTopic>,
         validate_only: bool,
+        timeout: RequestTimeout,
     ) -> Vec<(String, Result<CreatedTopic, ApiError>)> {
         let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
         let outcome = self
-            .write(|image| Ok(self.replication.create_topics(image, topics, validate_only)))
+            .write_within(timeout, |image| {
+                Ok(self.replication.create_topics(image, topics, validate_only))
+            })
             .await;
         per_item(names, outcome)
     }
@@ -401,10 +445,13 @@ impl Controller {
     pub async fn delete_topics(
         &self,
         names: Vec<String>,
+        timeout: RequestTimeout,
     ) -> Vec<(String, Result<uuid::Uuid, ApiError>)> {
         let requested = names.clone();
         let outcome = self
-            .write(|image| Ok(self.replication.delete_topics(image, names)))
+            .write_within(timeout, |image| {
+                Ok(self.replication.delete_topics(image, names))
+            })
             .await;
         per_item(requested, outcome)
     }
@@ -414,10 +461,11 @@ impl Controller {
         &self,
         requests: Vec<NewPartitions>,
         validate_only: bool,
+        timeout: RequestTimeout,
     ) -> Vec<(String, Result<(), ApiError>)> {
         let names: Vec<String> = requests.iter().map(|r| r.topic.clone()).collect();
         let outcome = self
-            .write(|image| {
+            .write_within(timeout, |image| {
                 Ok(self
                     .replication
                     .create_partitions(image, requests, validate_only))

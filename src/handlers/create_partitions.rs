@@ -4,7 +4,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::{message, RequestContext};
-use crate::controller::NewPartitions;
+use crate::controller::{NewPartitions, RequestTimeout};
 
 pub async fn handle(
     ctx: &RequestContext,
@@ -42,7 +42,11 @@ pub async fn handle(
     let results = ctx
         .broker
         .controller
-        .create_partitions(requests, req.validate_only)
+        .create_partitions(
+            requests,
+            req.validate_only,
+            RequestTimeout::Client(req.timeout_ms),
+        )
         .await;
     let results = results
         .into_iter()

@@ -6,7 +6,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{describe_configs, message, str_bytes, RequestContext};
-use crate::controller::NewTopic;
+use crate::controller::{NewTopic, RequestTimeout};
 use crate::metadata::topic_config;
 
 pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
@@ -55,7 +55,11 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
     let results = ctx
         .broker
         .controller
-        .create_topics(new_topics.clone(), req.validate_only)
+        .create_topics(
+            new_topics.clone(),
+            req.validate_only,
+            RequestTimeout::Client(req.timeout_ms),
+        )
         .await;
     let topics = results
         .into_iter()

@@ -6,6 +6,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::{message, str_bytes, RequestContext};
+use crate::controller::RequestTimeout;
 
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     if !ctx.broker.controller.is_active() && !ctx.is_from_broker() {
@@ -56,7 +57,12 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
             .collect()
     };
     let names: Vec<String> = wanted.iter().filter_map(|(n, _)| n.clone()).collect();
-    let mut results = ctx.broker.controller.delete_topics(names).await.into_iter();
+    let mut results = ctx
+        .broker
+        .controller
+        .delete_topics(names, RequestTimeout::Client(req.timeout_ms))
+        .await
+        .into_iter();
     let responses = wanted
         .into_iter()
         .map(|(name, id)| match name {

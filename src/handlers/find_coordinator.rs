@@ -18,7 +18,7 @@ use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
 use crate::broker::Broker;
-use crate::controller::NewTopic;
+use crate::controller::{NewTopic, RequestTimeout};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::MetadataImage;
 
@@ -141,7 +141,7 @@ async fn create_offsets_topic(broker: &Broker) {
         };
         broker
             .controller
-            .create_topics(vec![topic], false)
+            .create_topics(vec![topic], false, RequestTimeout::Quorum)
             .await
             .into_iter()
             .find_map(|(_, r)| r.err())

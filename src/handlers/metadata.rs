@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::{str_bytes, RequestContext};
-use crate::controller::{validate_topic_name, NewTopic};
+use crate::controller::{validate_topic_name, NewTopic, RequestTimeout};
 use crate::metadata::{MetadataImage, TopicImage};
 
 /// Kafka's "operations not requested" marker for authorized-operations fields.
@@ -182,7 +182,11 @@ async fn auto_create(ctx: &RequestContext, topics: Vec<NewTopic>) {
     let broker = &ctx.broker;
     if broker.controller.is_active() {
         let mut failed = 0usize;
-        for (name, result) in broker.controller.create_topics(topics, false).await {
+        for (name, result) in broker
+            .controller
+            .create_topics(topics, false, RequestTimeout::Quorum)
+            .await
+        {
             match result {
                 Ok(_) => {
                     tracing::info!(topic = %name, client = ctx.client_id(), "auto-created topic")

@@ -34,6 +34,10 @@ impl ConfigResource {
             name: name.to_string(),
         }
     }
+
+    pub fn is_topic(&self) -> bool {
+        self.resource_type == Self::TOPIC
+    }
 }
 
 /// One committed change to the cluster metadata.

@@ -103,11 +103,23 @@ impl ReplicaManager {
         }
     }
 
-    /// Brings the hosted partitions in line with the image.
+    /// Brings every hosted partition in line with the image.
     fn reconcile(&self, image: &MetadataImage) {
+        self.reconcile_topics(image, None);
+    }
+
+    /// Brings the hosted partitions of `changed` topics (all topics when None) in line with
+    /// the image. Topics outside `changed` are untouched, so applying an entry costs what the
+    /// entry changed, not what the broker hosts.
+    fn reconcile_topics(&self, image: &MetadataImage, changed: Option<&HashSet<&str>>) {
         let node_id = self.config.node_id;
+        let in_scope = |topic: &str| changed.is_none_or(|c| c.contains(topic));
         let mut wanted: HashMap<TopicPartition, (&TopicImage, i32)> = HashMap::new();
-        for topic in image.topics.values() {
+        let topics: Box<dyn Iterator<Item = &TopicImage>> = match changed {
+            None => Box::new(image.topics.values()),
+            Some(c) => Box::new(c.iter().filter_map(|name| image.topics.get(*name))),
+        };
+        for topic in topics {
             for (p, reg) in &topic.partitions {
                 if reg.replicas.contains(&node_id) {
                     wanted.insert(TopicPartition::new(&topic.name, *p), (topic, *p));
@@ -119,6 +131,7 @@ impl ReplicaManager {
             let mut parts = self.partitions.write();
             let gone: Vec<TopicPartition> = parts
                 .iter()
+                .filter(|(tp, _)| in_scope(&tp.topic))
                 .filter(|(tp, p)| {
                     wanted
                         .get(*tp)
@@ -151,10 +164,13 @@ impl ReplicaManager {
         }
         // Create or update what the image assigns here.
         let now = now_ms();
+        let mut configs: HashMap<&str, PartitionConfig> = HashMap::new();
         for (tp, (topic, p)) in wanted {
             let reg = &topic.partitions[&p];
-            let overrides = image.topic_configs(&topic.name);
-            let config = partition_config(&self.config, overrides);
+            let config = configs
+                .entry(topic.name.as_str())
+                .or_insert_with(|| partition_config(&self.config, image.topic_configs(&topic.name)))
+                .clone();
             let existing = self.partitions.read().get(&tp).cloned();
             match existing {
                 Some(partition) => {
@@ -368,8 +384,38 @@ impl ReplicaManager {
 }
 
 impl MetadataListener for ReplicaManager {
-    fn on_metadata(&self, _old: &MetadataImage, new: &MetadataImage) {
-        self.reconcile(new);
+    fn on_metadata(&self, old: &MetadataImage, new: &MetadataImage) {
+        // Broker-level configs are every topic's defaults: a change to them touches all.
+        let broker_configs = |image: &MetadataImage| {
+            image
+                .configs
+                .iter()
+                .filter(|(resource, _)| !resource.is_topic())
+                .map(|(r, c)| (r.clone(), c.clone()))
+                .collect::<Vec<_>>()
+        };
+        if broker_configs(old) != broker_configs(new) {
+            self.reconcile(new);
+            return;
+        }
+        let changed: HashSet<&str> = new
+            .topics
+            .iter()
+            .filter(|(name, topic)| {
+                old.topics.get(*name) != Some(*topic)
+                    || old.topic_configs(name) != new.topic_configs(name)
+            })
+            .map(|(name, _)| name.as_str())
+            .chain(
+                old.topics
+                    .keys()
+                    .filter(|name| !new.topics.contains_key(*name))
+                    .map(String::as_str),
+            )
+            .collect();
+        if !changed.is_empty() {
+            self.reconcile_topics(new, Some(&changed));
+        }
     }
 }
 

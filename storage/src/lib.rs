@@ -13,7 +13,7 @@
 //! - [`epoch`]: the durable leader epoch cache.
 //! - [`log`]: appends, reads, rolls, truncation, flush; `recovery`: opening and crash
 //!   recovery; `retention`: deleting old segments and moving the log start offset.
-//! - `checkpoint`: atomic small files.
+//! - `checkpoint`: atomic small files; [`open_files`]: the bound on open segment files.
 //! - [`producer_snapshot`]: Kafka's producer-state snapshot files.
 //! - [`validator`]: Kafka's LogValidator for leader appends, compressed batches included.
 
@@ -24,6 +24,7 @@ pub mod epoch;
 pub mod error;
 mod index;
 pub mod log;
+pub mod open_files;
 pub mod producer_snapshot;
 mod recovery;
 mod retention;

@@ -152,7 +152,12 @@ impl Log {
         if segments.is_empty() {
             let base = log_start_checkpoint.unwrap_or(0);
             segments.push(Segment::create(dir, base, now_ms)?);
-            checkpoint::sync_dir(dir)?;
+            // A new log's first segment holds nothing a crash could lose: if its directory
+            // entry is lost, the next open creates it again. Skipping the fsync keeps the
+            // creation of thousands of partitions at once cheap.
+            if !bases.is_empty() || log_start_checkpoint.is_some() {
+                checkpoint::sync_dir(dir)?;
+            }
         }
 
         let first_base = segments[0].base_offset();
@@ -168,7 +173,8 @@ impl Log {
             segments,
             log_start_offset: log_start_checkpoint.unwrap_or(first_base).max(first_base),
             recovery_point,
-            recovery_point_checkpointed: recovery_point_checkpoint.unwrap_or(-1),
+            // A missing checkpoint reads as 0, so a recovery point of 0 needs no file.
+            recovery_point_checkpointed: recovery_point_checkpoint.unwrap_or(0),
             epoch_cache,
             unflushed_records: 0,
             first_unflushed_append_ms: None,
@@ -189,7 +195,8 @@ impl Log {
         let log_end_offset = log.log_end_offset();
         log.epoch_cache.truncate_from_end(log_end_offset)?;
         log.epoch_cache.truncate_from_start(log.log_start_offset)?;
-        if log_start_checkpoint != Some(log.log_start_offset) {
+        // A missing checkpoint reads as the first segment's base, so that case needs no file.
+        if log_start_checkpoint.unwrap_or(first_base) != log.log_start_offset {
             checkpoint::write_offset(dir, LOG_START_OFFSET_CHECKPOINT_FILE, log.log_start_offset)?;
         }
         log.checkpoint_recovery_point()?;

@@ -5,11 +5,12 @@
 //! size with positional writes and read back with positional reads (`FileExt`), so readers
 //! only ever see bytes below `size_bytes`, which moves after a write completes.
 //!
-//! A segment holds one open file, its `.log`: the indexes live in memory and their files are
-//! read at load and written at flush (see [`crate::index`]), so open descriptors grow with
-//! the number of segments, not three times that.
+//! A segment uses one file descriptor, its `.log`'s, and only while it is among the recently
+//! used ones ([`crate::open_files`]): the indexes live in memory and their files are read at
+//! load and written at flush (see [`crate::index`]), so open descriptors stay bounded however
+//! many segments a broker holds.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -18,6 +19,8 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use tracing::{error, warn};
+
+use crate::open_files::SegmentFile;
 
 use crate::batch::{self, BatchHeader, NO_TIMESTAMP, RECORD_BATCH_OVERHEAD};
 use crate::error::StorageError;
@@ -165,7 +168,7 @@ struct Tail {
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    log: File,
+    log: SegmentFile,
     size_bytes: u64,
     next_offset: i64,
     index: OffsetIndex,
@@ -194,12 +197,7 @@ impl Segment {
             "negative segment base offset {base_offset}"
         );
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)?;
+        let log = SegmentFile::create(&log_path)?;
         // Index files of an earlier segment with this base offset must not outlive it: until
         // the first flush writes the new ones, a crash leaves this segment without indexes,
         // which makes loading it rebuild them.
@@ -229,8 +227,8 @@ impl Segment {
     /// Opens the files of an existing segment without trusting anything in them yet.
     fn open_files(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let log = OpenOptions::new().read(true).write(true).open(&log_path)?;
-        let size_bytes = log.metadata()?.len();
+        let log = SegmentFile::open(&log_path)?;
+        let size_bytes = log.get()?.metadata()?.len();
         let index = OffsetIndex::open(&segment_path(dir, base_offset, INDEX_SUFFIX), base_offset)?;
         let time_index = TimeIndex::open(
             &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
@@ -320,7 +318,8 @@ impl Segment {
         index_interval_bytes: u32,
         on_batch: &mut dyn FnMut(&BatchHeader) -> Result<(), StorageError>,
     ) -> Result<u64, StorageError> {
-        let file_bytes = self.log.metadata()?.len();
+        let file = self.log.get()?;
+        let file_bytes = file.metadata()?.len();
         self.index.reset();
         self.time_index.reset();
         self.size_bytes = 0;
@@ -331,7 +330,6 @@ impl Segment {
         self.first_batch_timestamp = None;
         self.dirty = true;
 
-        let file = self.log.try_clone()?;
         let mut scanner = Scanner::new(&file, file_bytes, SCAN_CHUNK_BYTES);
         let mut position = 0u64;
         let mut problem = None;
@@ -364,7 +362,7 @@ impl Segment {
                 reason = %problem.as_ref().map_or_else(String::new, |e| e.to_string()),
                 "truncating invalid tail of segment"
             );
-            self.log.set_len(position)?;
+            file.set_len(position)?;
         }
         Ok(truncated_bytes)
     }
@@ -426,7 +424,8 @@ impl Segment {
     /// offset and largest timestamp. Checks that the last index entry names the batch at its
     /// position.
     fn load_tail(&self) -> Result<Tail, StorageError> {
-        let mut scanner = Scanner::new(&self.log, self.size_bytes, SCAN_CHUNK_BYTES);
+        let file = self.log.get()?;
+        let mut scanner = Scanner::new(&file, self.size_bytes, SCAN_CHUNK_BYTES);
         let start = self.index.last_entry();
         let mut position = start.map_or(0, |e| e.position);
         let mut next_offset = self.base_offset;
@@ -515,8 +514,9 @@ impl Segment {
             "segment overflows 2 GiB"
         );
         let position = self.size_bytes;
-        if let Err(e) = self.log.write_all_at(records, position) {
-            if let Err(truncate_error) = self.log.set_len(position) {
+        let file = self.log.get()?;
+        if let Err(e) = file.write_all_at(records, position) {
+            if let Err(truncate_error) = file.set_len(position) {
                 error!(segment = %self.log_path.display(), %truncate_error, "cannot cut failed append");
             }
             return Err(e.into());
@@ -531,7 +531,7 @@ impl Segment {
 
     /// Reads and checks the header of the batch at `position`.
     fn read_header_at(&self, position: u64) -> Result<BatchHeader, StorageError> {
-        Scanner::new(&self.log, self.size_bytes, RECORD_BATCH_OVERHEAD).header(position)
+        Scanner::new(&*self.log.get()?, self.size_bytes, RECORD_BATCH_OVERHEAD).header(position)
     }
 
     /// The first batch whose last offset is `>= offset`, with its position, or `None` when
@@ -543,7 +543,8 @@ impl Segment {
         if offset >= self.next_offset {
             return Ok(None);
         }
-        let mut scanner = Scanner::new(&self.log, self.size_bytes, LOOKUP_CHUNK_BYTES);
+        let file = self.log.get()?;
+        let mut scanner = Scanner::new(&file, self.size_bytes, LOOKUP_CHUNK_BYTES);
         let mut position = self.index.lookup(offset).position;
         while position < self.size_bytes {
             let header = scanner.header(position)?;
@@ -597,7 +598,7 @@ impl Segment {
             }
         }
         let mut buf = vec![0u8; (end - position) as usize];
-        self.log.read_exact_at(&mut buf, position)?;
+        self.log.get()?.read_exact_at(&mut buf, position)?;
 
         let mut taken = 0usize;
         let mut expected_offset = first.base_offset;
@@ -634,7 +635,8 @@ impl Segment {
         let Some((first, mut position)) = self.find_batch(start_offset)? else {
             return Ok(());
         };
-        let mut scanner = Scanner::new(&self.log, self.size_bytes, SCAN_CHUNK_BYTES);
+        let file = self.log.get()?;
+        let mut scanner = Scanner::new(&file, self.size_bytes, SCAN_CHUNK_BYTES);
         out.push(first);
         position += first.total_size() as u64;
         while position < self.size_bytes {
@@ -648,7 +650,7 @@ impl Segment {
     /// The whole batch at `position`.
     fn read_batch(&self, header: &BatchHeader, position: u64) -> Result<Vec<u8>, StorageError> {
         let mut buf = vec![0u8; header.total_size()];
-        self.log.read_exact_at(&mut buf, position)?;
+        self.log.get()?.read_exact_at(&mut buf, position)?;
         Ok(buf)
     }
 
@@ -666,7 +668,8 @@ impl Segment {
         }
         let floor = self.time_index.lookup(timestamp);
         let mut position = self.index.lookup(floor.offset.max(min_offset)).position;
-        let mut scanner = Scanner::new(&self.log, self.size_bytes, SCAN_CHUNK_BYTES);
+        let file = self.log.get()?;
+        let mut scanner = Scanner::new(&file, self.size_bytes, SCAN_CHUNK_BYTES);
         while position < self.size_bytes {
             let header = scanner.header(position)?;
             if header.max_timestamp >= timestamp && header.last_offset() >= min_offset {
@@ -719,7 +722,7 @@ impl Segment {
             return Ok(0);
         };
         let removed_bytes = self.size_bytes - position;
-        self.log.set_len(position)?;
+        self.log.get()?.set_len(position)?;
         self.size_bytes = position;
         self.dirty = true;
         self.index.truncate_to_position(position);
@@ -773,7 +776,7 @@ impl Segment {
     /// the last sync.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         if self.dirty {
-            self.log.sync_data()?;
+            self.log.get()?.sync_data()?;
             self.index.flush()?;
             self.time_index.flush()?;
             self.dirty = false;
