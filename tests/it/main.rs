@@ -19,3 +19,4 @@ mod librdkafka;
 mod replication;
 mod resources;
 mod retention;
+mod txn_coordinator;
