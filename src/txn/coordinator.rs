@@ -660,10 +660,9 @@ impl TransactionCoordinator {
         broker: &Arc<Broker>,
         transactional_id: &str,
         producer_id: i64,
-        fenced_epoch: i16,
         client_transaction_version: i16,
     ) -> Result<ProducerIdAndEpoch, ResponseError> {
-        {
+        let fenced_epoch = {
             let mut inner = self.inner.lock();
             self.check(&inner, transactional_id)?;
             let e = inner
@@ -676,9 +675,9 @@ impl TransactionCoordinator {
             {
                 return Err(ResponseError::ConcurrentTransactions);
             }
-            let fence = e.meta.prepare_fence_producer_epoch()?;
-            debug_assert_eq!(fence.record.producer_epoch, fenced_epoch);
-        }
+            // The fence's epoch (not bumped again if an earlier fence failed to log).
+            e.meta.prepare_fence_producer_epoch()?.record.producer_epoch
+        };
         let result = self
             .end_transaction(
                 broker,

@@ -62,16 +62,11 @@ pub async fn run(coordinator: Arc<TransactionCoordinator>, broker: Arc<Broker>) 
                 tracing::info!(transactional_id = %id, producer_id = r.producer_id, timeout_ms = r.txn_timeout_ms, "aborting timed-out transaction");
                 // Kafka bumps the epoch (prepareFenceProducerEpoch) so the hung producer is
                 // fenced; the abort is then the coordinator's own (not from the client).
-                let fenced_epoch = if r.producer_epoch < i16::MAX {
-                    r.producer_epoch + 1
-                } else {
-                    r.producer_epoch
-                };
                 let c = coordinator.clone();
                 let b = broker.clone();
                 let (id, pid, tv) = (id.clone(), r.producer_id, r.client_transaction_version);
                 tokio::spawn(async move {
-                    if let Err(e) = c.abort_timed_out(&b, &id, pid, fenced_epoch, tv).await {
+                    if let Err(e) = c.abort_timed_out(&b, &id, pid, tv).await {
                         tracing::info!(transactional_id = %id, error = %e, "cannot abort timed-out transaction");
                     }
                 });

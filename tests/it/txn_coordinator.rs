@@ -26,6 +26,10 @@ use crate::harness::{Cluster, Node};
 const PROPS: &[(&str, &str)] = &[
     ("transaction.state.log.num.partitions", "4"),
     ("offsets.topic.num.partitions", "4"),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "500",
+    ),
 ];
 
 fn s(v: &str) -> StrBytes {
@@ -187,6 +191,31 @@ fn transaction_coordinator_lifecycle_and_failover() {
     wait_for("tx-b aborted", Duration::from_secs(30), || {
         (describe(&mut c2, "tx-b").transaction_state.as_str() == done_abort).then_some(())
     });
+
+    // A transaction past its timeout is aborted by the coordinator with a fenced epoch.
+    let (_, mut c3) = coordinator(&mut cluster, 1, "tx-c");
+    let (err, pid_c, epoch_c) = wait_for("InitProducerId tx-c", Duration::from_secs(30), || {
+        let r = init(&mut c3, "tx-c", 1_000);
+        (r.0 != ResponseError::CoordinatorLoadInProgress.code()).then_some(r)
+    });
+    assert_eq!(err, 0);
+    assert_eq!(
+        add(&mut c3, "tx-c", pid_c, epoch_c, "txn-data", &[0]),
+        vec![0]
+    );
+    let d = wait_for("tx-c aborted on timeout", Duration::from_secs(30), || {
+        let d = describe(&mut c3, "tx-c");
+        (d.transaction_state.as_str() == done_abort).then_some(d)
+    });
+    assert_eq!(
+        d.producer_epoch,
+        epoch_c + 1,
+        "the timed-out producer is fenced"
+    );
+    assert_eq!(
+        end(&mut c3, "tx-c", pid_c, epoch_c, true),
+        ResponseError::ProducerFenced.code()
+    );
 
     // ListTransactions on the coordinator of tx-a, by state and by producer id.
     let list = ListTransactionsRequest::default().with_state_filters(vec![s(done_commit)]);
