@@ -45,6 +45,7 @@ pub struct Broker {
     pub controller: Arc<Controller>,
     pub replica_manager: Arc<ReplicaManager>,
     pub group_coordinator: Arc<GroupCoordinator>,
+    pub txn_coordinator: Arc<crate::txn::TransactionCoordinator>,
     /// Requests to the active controller when it is another node.
     node_channel: NodeChannel,
     /// Controller listeners of the voters, by node id.
@@ -88,6 +89,15 @@ impl Broker {
             metadata.clone(),
         ));
         metadata.register(group_coordinator.clone());
+        let txn_config = crate::txn::TransactionCoordinatorConfig::from_props(&config.props)
+            .map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        let txn_coordinator = Arc::new(crate::txn::TransactionCoordinator::new(
+            txn_config,
+            config.node_id,
+            replica_manager.clone(),
+            metadata.clone(),
+        ));
+        metadata.register(txn_coordinator.clone());
 
         let voter_addrs = resolve_voters(&config)?;
         let source_addr = config
@@ -138,6 +148,7 @@ impl Broker {
             controller,
             replica_manager,
             group_coordinator,
+            txn_coordinator,
             voter_addrs,
             incarnation_id: Uuid::new_v4(),
             broker_epoch: AtomicI64::new(0),
@@ -187,6 +198,11 @@ impl Broker {
         tasks.push(tokio::spawn(
             self.group_coordinator.clone().run_maintenance(),
         ));
+        tasks.push(tokio::spawn(self.txn_coordinator.clone().run_loader()));
+        tasks.push(tokio::spawn(crate::txn::maintenance::run(
+            self.txn_coordinator.clone(),
+            self.clone(),
+        )));
         tasks.push(tokio::spawn(self.controller.clone().run_liveness_checks()));
         tasks.push(tokio::spawn(crate::replica::fetcher::run(self.clone())));
         tasks.push(tokio::spawn(crate::replica::alter_partition::run(

@@ -15,3 +15,4 @@ pub mod metadata;
 pub mod net;
 pub mod properties;
 pub mod replica;
+pub mod txn;

@@ -1,6 +1,8 @@
 //! Request dispatch: one module per Kafka API, and the single table of supported versions
 //! that both gates requests and answers ApiVersions.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod allocate_producer_ids;
 pub mod alter_partition;
 pub mod api_versions;
@@ -16,7 +18,9 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -27,6 +31,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -156,6 +161,11 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     controller(ApiKey::AllocateProducerIds, 0, 0),
     controller(ApiKey::AlterPartition, 2, 3),
     broker(ApiKey::DescribeTopicPartitions, 0, 0),
+    broker(ApiKey::AddPartitionsToTxn, 0, 5),
+    broker(ApiKey::AddOffsetsToTxn, 0, 4),
+    broker(ApiKey::EndTxn, 0, 5),
+    broker(ApiKey::DescribeTransactions, 0, 0),
+    broker(ApiKey::ListTransactions, 0, 1),
 ];
 
 pub fn support_for(key: ApiKey, listener: ListenerKind) -> Option<&'static ApiSupport> {
@@ -350,6 +360,24 @@ pub async fn dispatch(
             let resp = allocate_producer_ids::handle(&ctx, r).await;
             ready(ctx.reply(ResponseKind::AllocateProducerIds(resp)))
         }
+        RequestKind::AddPartitionsToTxn(r) => {
+            let resp = add_partitions_to_txn::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::AddPartitionsToTxn(resp)))
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            let resp = add_offsets_to_txn::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::AddOffsetsToTxn(resp)))
+        }
+        RequestKind::EndTxn(r) => {
+            let resp = end_txn::handle(&ctx, r).await;
+            ready(ctx.reply(ResponseKind::EndTxn(resp)))
+        }
+        RequestKind::DescribeTransactions(r) => ready(ctx.reply(
+            ResponseKind::DescribeTransactions(describe_transactions::handle(&ctx, r)),
+        )),
+        RequestKind::ListTransactions(r) => ready(ctx.reply(ResponseKind::ListTransactions(
+            list_transactions::handle(&ctx, r),
+        ))),
         RequestKind::FindCoordinator(r) => ready(ctx.reply(ResponseKind::FindCoordinator(
             find_coordinator::handle(&ctx, r),
         ))),

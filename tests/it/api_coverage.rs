@@ -63,6 +63,13 @@ fn every_advertised_api_version_answers() {
                 ApiKey::DescribeTopicPartitions => {
                     answers::<DescribeTopicPartitionsRequest>(&mut c, version)
                 }
+                ApiKey::AddPartitionsToTxn => answers::<AddPartitionsToTxnRequest>(&mut c, version),
+                ApiKey::AddOffsetsToTxn => answers::<AddOffsetsToTxnRequest>(&mut c, version),
+                ApiKey::EndTxn => answers::<EndTxnRequest>(&mut c, version),
+                ApiKey::DescribeTransactions => {
+                    answers::<DescribeTransactionsRequest>(&mut c, version)
+                }
+                ApiKey::ListTransactions => answers::<ListTransactionsRequest>(&mut c, version),
                 other => panic!("advertised api {other:?} has no case in this test"),
             };
             assert!(ok, "{api:?} v{version} closed the connection");

@@ -21,3 +21,4 @@ mod librdkafka;
 mod replication;
 mod resources;
 mod retention;
+mod txn_coordinator;
