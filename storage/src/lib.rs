@@ -15,11 +15,13 @@
 //!   recovery; `retention`: deleting old segments and moving the log start offset.
 //! - `checkpoint`: atomic small files; [`open_files`]: the bound on open segment files.
 //! - [`producer_snapshot`]: Kafka's producer-state snapshot files.
+//! - [`control`]: COMMIT/ABORT marker batches; [`txn_index`]: the `.txnindex` format.
 //! - [`validator`]: Kafka's LogValidator for leader appends, compressed batches included.
 
 pub mod batch;
 mod checkpoint;
 pub mod config;
+pub mod control;
 pub mod epoch;
 pub mod error;
 mod index;
@@ -30,6 +32,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod time_index;
+pub mod txn_index;
 pub mod validator;
 
 #[cfg(test)]

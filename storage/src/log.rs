@@ -15,6 +15,7 @@ use crate::epoch::LeaderEpochCache;
 use crate::error::StorageError;
 use crate::producer_snapshot::{self, ProducerSnapshotEntry};
 use crate::segment::Segment;
+use crate::txn_index::AbortedTxn;
 
 /// Checkpoint holding the log start offset.
 pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
@@ -662,6 +663,41 @@ impl Log {
             }
         }
         Ok(FetchDataInfo::default())
+    }
+
+    /// Records an aborted transaction in the index of the segment holding its ABORT marker
+    /// (`txn.last_offset`); one already held is skipped (Kafka's `updateTxnIndex`). Returns
+    /// whether it was added.
+    pub fn append_aborted_txn(&mut self, txn: AbortedTxn) -> Result<bool, StorageError> {
+        if txn.last_offset < self.log_start_offset || txn.last_offset >= self.log_end_offset() {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: txn.last_offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        let i = self.segment_index_for(txn.last_offset);
+        self.segments[i].append_aborted_txn(txn)
+    }
+
+    /// The aborted transactions overlapping `[start_offset, upper_bound_offset)`, searched
+    /// from the segment holding `start_offset` on until one segment's search is complete
+    /// (Kafka's `collectAbortedTransactions`).
+    pub fn collect_aborted_transactions(
+        &self,
+        start_offset: i64,
+        upper_bound_offset: i64,
+    ) -> Vec<AbortedTxn> {
+        let mut found = Vec::new();
+        let first = self.segment_index_for(start_offset);
+        for segment in &self.segments[first..] {
+            let result = segment.collect_aborted_txns(start_offset, upper_bound_offset);
+            found.extend(result.aborted_transactions);
+            if result.is_complete {
+                break;
+            }
+        }
+        found
     }
 
     /// Index of the segment that would hold `offset`: the last one whose base offset is
@@ -1797,5 +1833,98 @@ mod tests {
             .map(|h| h.base_offset)
             .collect();
         assert_eq!(seen, all);
+    }
+}
+
+#[cfg(test)]
+mod txn_index_tests {
+    use super::*;
+    use crate::control::{encode_end_txn_marker, ControlRecordType, EndTxnMarker};
+
+    fn abort(log: &mut Log, pid: i64) -> i64 {
+        let marker = EndTxnMarker {
+            control_type: ControlRecordType::Abort,
+            coordinator_epoch: 0,
+        };
+        let mut bytes = encode_end_txn_marker(pid, 0, marker, 1_000);
+        log.append_as_leader(&mut bytes, 0, 1_000)
+            .unwrap()
+            .first_offset
+    }
+
+    /// Entries land in the segment of their marker, survive a reopen, are found across
+    /// segments, and go with truncation.
+    #[test]
+    fn aborted_txns_follow_their_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig::default();
+        let mut log = Log::open(dir.path(), config.clone(), 1_000).unwrap();
+        let m1 = abort(&mut log, 1);
+        let e1 = AbortedTxn {
+            producer_id: 1,
+            first_offset: m1,
+            last_offset: m1,
+            last_stable_offset: m1 + 1,
+        };
+        assert!(log.append_aborted_txn(e1).unwrap());
+        assert!(!log.append_aborted_txn(e1).unwrap(), "already held");
+        log.roll(log.log_end_offset(), 1_000).unwrap();
+        let m2 = abort(&mut log, 2);
+        let m3 = abort(&mut log, 3);
+        let e2 = AbortedTxn {
+            producer_id: 2,
+            first_offset: m1,
+            last_offset: m2,
+            last_stable_offset: m2 + 1,
+        };
+        let e3 = AbortedTxn {
+            producer_id: 3,
+            first_offset: m3,
+            last_offset: m3,
+            last_stable_offset: m3 + 1,
+        };
+        log.append_aborted_txn(e2).unwrap();
+        log.append_aborted_txn(e3).unwrap();
+        assert!(log
+            .append_aborted_txn(AbortedTxn {
+                last_offset: log.log_end_offset(),
+                ..e3
+            })
+            .is_err());
+        assert_eq!(
+            log.collect_aborted_transactions(0, m3 + 1),
+            vec![e1, e2, e3]
+        );
+        assert_eq!(log.collect_aborted_transactions(m2, m3), vec![e2]);
+        log.flush().unwrap();
+        let txn_index_files = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".txnindex")
+                })
+                .count()
+        };
+        assert_eq!(txn_index_files(dir.path()), 2);
+        log.close().unwrap();
+
+        let mut log = Log::open(dir.path(), config, 2_000).unwrap();
+        assert_eq!(
+            log.collect_aborted_transactions(0, m3 + 1),
+            vec![e1, e2, e3]
+        );
+        log.truncate_to(m3).unwrap();
+        assert_eq!(log.collect_aborted_transactions(0, i64::MAX), vec![e1, e2]);
+        log.truncate_to(m2).unwrap();
+        assert_eq!(log.collect_aborted_transactions(0, i64::MAX), vec![e1]);
+        assert_eq!(
+            txn_index_files(dir.path()),
+            1,
+            "an emptied index leaves no file"
+        );
     }
 }

@@ -26,6 +26,7 @@ use crate::batch::{self, BatchHeader, NO_TIMESTAMP, RECORD_BATCH_OVERHEAD};
 use crate::error::StorageError;
 use crate::index::OffsetIndex;
 use crate::time_index::TimeIndex;
+use crate::txn_index::{AbortedTxn, TransactionIndex, TxnIndexSearchResult, TXN_INDEX_SUFFIX};
 
 pub(crate) const LOG_SUFFIX: &str = ".log";
 pub(crate) const INDEX_SUFFIX: &str = ".index";
@@ -43,7 +44,12 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBu
 
 /// Parses a segment file name into its base offset and suffix.
 pub(crate) fn parse_segment_file_name(name: &str) -> Option<(i64, &'static str)> {
-    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [
+        LOG_SUFFIX,
+        INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+    ] {
         if let Some(stem) = name.strip_suffix(suffix) {
             if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
                 return stem.parse().ok().map(|base| (base, suffix));
@@ -173,6 +179,8 @@ pub(crate) struct Segment {
     next_offset: i64,
     index: OffsetIndex,
     time_index: TimeIndex,
+    /// The aborted transactions whose ABORT marker lies in this segment.
+    txn_index: TransactionIndex,
     bytes_since_last_index_entry: u64,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
@@ -205,6 +213,9 @@ impl Segment {
         let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
         remove_if_exists(&index_path)?;
         remove_if_exists(&time_index_path)?;
+        let txn_index_path = segment_path(dir, base_offset, TXN_INDEX_SUFFIX);
+        remove_if_exists(&txn_index_path)?;
+        let txn_index = TransactionIndex::new(&txn_index_path);
         let index = OffsetIndex::new(&index_path, base_offset);
         let time_index = TimeIndex::new(&time_index_path, base_offset);
         Ok(Segment {
@@ -215,6 +226,7 @@ impl Segment {
             next_offset: base_offset,
             index,
             time_index,
+            txn_index,
             bytes_since_last_index_entry: 0,
             max_timestamp: NO_TIMESTAMP,
             offset_of_max_timestamp: -1,
@@ -234,6 +246,18 @@ impl Segment {
             &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
             base_offset,
         )?;
+        // A segment's entries are at most one per marker batch (far more than 34 bytes each),
+        // so an index larger than the log is corrupt. A corrupt one is removed: the broker's
+        // replay of producer state re-adds the entries it reaches.
+        let txn_index_path = segment_path(dir, base_offset, TXN_INDEX_SUFFIX);
+        let txn_index = match TransactionIndex::open(&txn_index_path, size_bytes)? {
+            Ok(index) => index,
+            Err(reason) => {
+                warn!(file = %txn_index_path.display(), %reason, "removing corrupt transaction index");
+                remove_if_exists(&txn_index_path)?;
+                TransactionIndex::new(&txn_index_path)
+            }
+        };
         Ok(Segment {
             base_offset,
             log_path,
@@ -242,6 +266,7 @@ impl Segment {
             next_offset: base_offset,
             index,
             time_index,
+            txn_index,
             bytes_since_last_index_entry: 0,
             max_timestamp: NO_TIMESTAMP,
             offset_of_max_timestamp: -1,
@@ -364,6 +389,8 @@ impl Segment {
             );
             file.set_len(position)?;
         }
+        // Entries of markers that did not survive go with them.
+        self.txn_index.truncate_to(self.next_offset);
         Ok(truncated_bytes)
     }
 
@@ -726,6 +753,7 @@ impl Segment {
         self.size_bytes = position;
         self.dirty = true;
         self.index.truncate_to_position(position);
+        self.txn_index.truncate_to(offset);
         let tail = self.load_tail()?;
         self.time_index.truncate_to_offset(tail.next_offset);
         let tail = self.load_tail()?;
@@ -779,6 +807,7 @@ impl Segment {
             self.log.get()?.sync_data()?;
             self.index.flush()?;
             self.time_index.flush()?;
+            self.txn_index.flush()?;
             self.dirty = false;
         }
         Ok(())
@@ -792,18 +821,25 @@ impl Segment {
             log,
             index,
             time_index,
+            txn_index,
             ..
         } = self;
         drop(log);
         remove_if_exists(&log_path)?;
         remove_if_exists(index.path())?;
         remove_if_exists(time_index.path())?;
+        remove_if_exists(txn_index.path())?;
         Ok(())
     }
 
     /// Removes the files of segment `base_offset` in `dir` without opening them.
     pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ] {
             remove_if_exists(&segment_path(dir, base_offset, suffix))?;
         }
         Ok(())
@@ -844,6 +880,39 @@ impl Segment {
 
     pub(crate) fn time_index(&self) -> &TimeIndex {
         &self.time_index
+    }
+
+    /// Records an aborted transaction whose marker lies in this segment; one already held
+    /// (its marker at or below the last entry's, e.g. re-found by a replay) is skipped.
+    /// Returns whether it was added.
+    pub(crate) fn append_aborted_txn(&mut self, txn: AbortedTxn) -> Result<bool, StorageError> {
+        if txn.last_offset < self.base_offset || txn.last_offset >= self.next_offset {
+            return Err(StorageError::InvalidRecord(format!(
+                "aborted transaction {txn:?} does not end in segment [{}, {})",
+                self.base_offset, self.next_offset
+            )));
+        }
+        if self
+            .txn_index
+            .last_offset()
+            .is_some_and(|last| last >= txn.last_offset)
+        {
+            return Ok(false);
+        }
+        self.txn_index
+            .append(txn)
+            .map_err(StorageError::InvalidRecord)?;
+        self.dirty = true;
+        Ok(true)
+    }
+
+    pub(crate) fn collect_aborted_txns(
+        &self,
+        fetch_offset: i64,
+        upper_bound_offset: i64,
+    ) -> TxnIndexSearchResult {
+        self.txn_index
+            .collect_aborted_txns(fetch_offset, upper_bound_offset)
     }
 
     pub(crate) fn log_path(&self) -> &Path {
