@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod error;
 pub mod group;
 pub mod handlers;
+pub mod internal_records;
 pub mod lease;
 pub mod metadata;
 pub mod net;

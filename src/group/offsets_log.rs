@@ -16,10 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 
 /// Key type of an offset commit (Kafka's `OffsetCommitKey`, "version 1"; 0 is the legacy one).
 const KEY_OFFSET_COMMIT: i16 = 1;
@@ -251,42 +248,18 @@ pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Result<CoordinatorReco
 /// One uncompressed v2 batch holding `ops` in order (offsets are assigned by the log), as
 /// Kafka's coordinator writes them: no producer id, CreateTime `timestamp_ms`.
 pub fn encode_batch(ops: &[OffsetOp], timestamp_ms: i64) -> Bytes {
-    assert!(!ops.is_empty(), "a batch holds at least one record");
-    let records: Vec<Record> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder takes the batch's base sequence from the first record and keeps
-            // offset - sequence constant within a batch: -1 at offset 0 means "no sequence".
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms,
-            key: Some(encode_key(op.key())),
-            value: match op {
-                OffsetOp::Commit(_, v) => Some(encode_value(v)),
-                OffsetOp::Delete(_) => None,
-            },
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
+    crate::internal_records::encode_batch(
+        ops.iter()
+            .map(|op| {
+                let value = match op {
+                    OffsetOp::Commit(_, v) => Some(encode_value(v)),
+                    OffsetOp::Delete(_) => None,
+                };
+                (encode_key(op.key()), value)
+            })
+            .collect(),
+        timestamp_ms,
     )
-    .expect("encoding uncompressed records into memory cannot fail");
-    buf.freeze()
 }
 
 /// Decodes whole batches read from the log into (offset, record). Records that are not

@@ -15,10 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 
 use super::state::{TransactionState, TxnRecord};
 
@@ -325,41 +322,19 @@ pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Result<TxnLogEntry, De
 /// One uncompressed v2 batch of `entries`, as Kafka's coordinator writes them (no producer
 /// id, CreateTime `timestamp_ms`).
 pub fn encode_batch(entries: &[TxnLogEntry], timestamp_ms: i64) -> Bytes {
-    assert!(!entries.is_empty(), "a batch holds at least one record");
-    let records: Vec<Record> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // -1 at offset 0 means "no sequence"; the encoder keeps offset - sequence fixed.
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms,
-            key: Some(encode_key(e.transactional_id())),
-            value: match e {
-                TxnLogEntry::Put(_, r) => Some(encode_value(r)),
-                TxnLogEntry::Remove(_) => None,
-            },
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
+    crate::internal_records::encode_batch(
+        entries
+            .iter()
+            .map(|e| {
+                let value = match e {
+                    TxnLogEntry::Put(_, r) => Some(encode_value(r)),
+                    TxnLogEntry::Remove(_) => None,
+                };
+                (encode_key(e.transactional_id()), value)
+            })
+            .collect(),
+        timestamp_ms,
     )
-    .expect("encoding uncompressed records into memory cannot fail");
-    buf.freeze()
 }
 
 /// Decodes whole batches read from the log. An undecodable record is skipped with a warning:
