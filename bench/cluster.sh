@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Three-node cluster bench: Gregor vs Apache Kafka 4.1.1 (KRaft, combined mode), replication
+# Three-node cluster bench: Gregor vs Apache Kafka 4.4.0 (KAFKA_VERSION selects another) (KRaft, combined mode), replication
 # factor 3, acks=all, min.insync.replicas=2, one system after the other on this machine, driven
 # by Kafka's own perf tools (bin/kafka). See bench/README.md.
 #
@@ -273,7 +273,7 @@ EOF
       || { cat "$work/kafka-format$i.out" >&2; return 1; }
   done
 
-  log "kafka: starting 3 Apache Kafka 4.1.1 nodes on 127.0.0.1:$(kafka_port 1)-$(kafka_port 3) (heap per node: $kafka_heap)"
+  log "kafka: starting 3 Apache Kafka ${KAFKA_VERSION:-4.4.0} nodes on 127.0.0.1:$(kafka_port 1)-$(kafka_port 3) (heap per node: $kafka_heap)"
   start="$(now_ms)"
   for i in "${NODES[@]}"; do
     KAFKA_HEAP_OPTS="$kafka_heap" "$kafka_tool" server "$work/kafka-node$i.properties" >"$work/kafka-node$i.log" 2>&1 &
@@ -304,7 +304,7 @@ ratio() {
 }
 stamp="$(date +%Y%m%d-%H%M%S)"
 report="$(
-  echo "Gregor vs Apache Kafka 4.1.1, 3-node cluster on 127.0.0.1 - $(date '+%Y-%m-%d %H:%M:%S %z')"
+  echo "Gregor vs Apache Kafka ${KAFKA_VERSION:-4.4.0}, 3-node cluster on 127.0.0.1 - $(date '+%Y-%m-%d %H:%M:%S %z')"
   echo "replication factor 3, acks=all, min.insync.replicas=2; 1 topic, $partitions partitions"
   echo "records per producer run: $records x $record_size B, unthrottled; warm-up: $warmup records"
   echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); gregor: $([[ $run_gregor -eq 1 ]] && echo "$gregor_bin (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))" || echo skipped); kafka: $([[ $run_kafka -eq 1 ]] && echo "KRaft combined x3, heap $kafka_heap per node" || echo skipped)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Single-node throughput/latency bench: Gregor vs Apache Kafka 4.1.1 (KRaft, combined mode),
+# Single-node throughput/latency bench: Gregor vs Apache Kafka 4.4.0 (KAFKA_VERSION selects another) (KRaft, combined mode),
 # one after the other on this machine, driven by Kafka's own perf tools (bin/kafka).
 # See bench/README.md.
 #
@@ -101,7 +101,7 @@ EOF
   tool "$work/kafka-format.out" storage format --standalone -t "$cluster_id" -c "$conf" \
     || { cat "$work/kafka-format.out" >&2; return 1; }
 
-  log "kafka: starting Apache Kafka 4.1.1 on 127.0.0.1:$kafka_port (heap: $kafka_heap)"
+  log "kafka: starting Apache Kafka ${KAFKA_VERSION:-4.4.0} on 127.0.0.1:$kafka_port (heap: $kafka_heap)"
   local start pid
   start="$(now_ms)"
   KAFKA_HEAP_OPTS="$kafka_heap" "$kafka_tool" server "$conf" >"$work/kafka.log" 2>&1 &
@@ -157,7 +157,7 @@ ratio() {
 }
 stamp="$(date +%Y%m%d-%H%M%S)"
 report="$(
-  echo "Gregor vs Apache Kafka 4.1.1, single node on 127.0.0.1 - $(date '+%Y-%m-%d %H:%M:%S %z')"
+  echo "Gregor vs Apache Kafka ${KAFKA_VERSION:-4.4.0}, single node on 127.0.0.1 - $(date '+%Y-%m-%d %H:%M:%S %z')"
   echo "records per producer run: $records x $record_size B, unthrottled, compression.type=$compression_type; 1 topic, 1 partition; warm-up: $warmup records"
   echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); gregor: $([[ $run_gregor -eq 1 ]] && echo "$gregor_bin (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))" || echo skipped); kafka: $([[ $run_kafka -eq 1 ]] && echo "KRaft combined, heap $kafka_heap" || echo skipped)"
   echo

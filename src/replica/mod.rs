@@ -27,7 +27,7 @@ pub use partition::{
 use crate::clock::now_ms;
 use crate::config::{log_config_from, BrokerConfig};
 use crate::error::ApiError;
-use crate::metadata::{topic_config, MetadataImage, MetadataListener, TopicImage};
+use crate::metadata::{topic_config, ConfigResource, MetadataImage, MetadataListener, TopicImage};
 
 /// A topic-partition, by name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -386,15 +386,7 @@ impl ReplicaManager {
 impl MetadataListener for ReplicaManager {
     fn on_metadata(&self, old: &MetadataImage, new: &MetadataImage) {
         // Broker-level configs are every topic's defaults: a change to them touches all.
-        let broker_configs = |image: &MetadataImage| {
-            image
-                .configs
-                .iter()
-                .filter(|(resource, _)| !resource.is_topic())
-                .map(|(r, c)| (r.clone(), c.clone()))
-                .collect::<Vec<_>>()
-        };
-        if broker_configs(old) != broker_configs(new) {
+        if !broker_configs(old).eq(broker_configs(new)) {
             self.reconcile(new);
             return;
         }
@@ -417,6 +409,16 @@ impl MetadataListener for ReplicaManager {
             self.reconcile_topics(new, Some(&changed));
         }
     }
+}
+
+/// The configs of brokers and of the cluster-wide default, in key order.
+fn broker_configs(
+    image: &MetadataImage,
+) -> impl Iterator<Item = (&ConfigResource, &BTreeMap<String, String>)> + '_ {
+    image
+        .configs
+        .iter()
+        .filter(|(resource, _)| !resource.is_topic())
 }
 
 /// A partition's settings from its topic's configs (override, broker default, Kafka default).
